@@ -1,0 +1,1 @@
+"""The fine-tuning attack that measures how well unlearning survives."""

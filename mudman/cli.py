@@ -1,0 +1,61 @@
+"""The entry point: ``python -m mudman [overrides]`` or ``mudman [overrides]``.
+
+Composes the Hydra config, refuses bad input before loading anything, runs one trial, writes
+``results.json`` into the Hydra run directory and prints a short table.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mudman.errors import ConfigError
+
+log = logging.getLogger("mudman")
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # repo checkout (editable install)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one trial into ``run_dir`` (separate from Hydra so tests can call it directly)."""
+    from mudman.config import validate_config
+    from mudman.results import format_table, write_json_atomic
+    from mudman.tracking import build_tracker
+    from mudman.trial import run_trial
+
+    results_path = run_dir / "results.json"
+    if results_path.exists() and not cfg.overwrite:
+        raise ConfigError(f"{results_path} exists; pass overwrite=true to replace it")
+    validate_config(cfg)  # fail before W&B starts or any model loads
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tracker = build_tracker(cfg.logger, resolved, run_dir)
+    try:
+        record = run_trial(cfg, tracker)
+    except BaseException:
+        tracker.finish(failed=True)
+        raise
+    tracker.finish()
+    record["config"] = resolved
+    write_json_atomic(record, results_path)
+    print(format_table(record))
+    print(f"results: {results_path}")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        record = run(cfg, run_dir)
+    except ConfigError as err:
+        log.error("%s", err)
+        sys.exit(2)
+    return record["objective"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data: text sources (Hub, local files, offline assets), preprocessing, exact-length batches."""

@@ -1,0 +1,93 @@
+"""Where texts come from: a Hub dataset (or a local copy in the Hub's layout), a JSONL file,
+or an offline asset prepared by ``make assets``. Each kind is one registered loader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mudman.errors import ConfigError
+from mudman.registry import Registry
+
+SourceLoader = Callable[[DictConfig, str, "str | None"], list[str]]
+SOURCES: Registry[SourceLoader] = Registry("text source kind")
+
+
+def _read_jsonl(path: Path, field: str, key: str) -> list[str]:
+    if not path.is_file():
+        raise ConfigError(f"{key}.path={str(path)!r}: file not found")
+    texts = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})") from err
+            if not isinstance(row, dict) or field not in row:
+                raise ConfigError(
+                    f"{key}.path={str(path)!r} line {lineno}: no field {key}.field={field!r}"
+                )
+            texts.append(str(row[field]))
+    if not texts:
+        raise ConfigError(f"{key}.path={str(path)!r} is empty")
+    return texts
+
+
+@SOURCES.register("jsonl")
+def load_jsonl(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
+    """A user's own file: one JSON object per line, text in ``spec.field`` (default ``text``)."""
+    return _read_jsonl(Path(spec.path).expanduser(), spec.get("field", "text"), key)
+
+
+@SOURCES.register("asset")
+def load_asset(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
+    """An offline asset (real text shipped in PyPI wheels), prepared once by ``make assets``."""
+    from mudman.assets import require_asset
+
+    directory = require_asset(spec.asset, cache_dir)
+    return _read_jsonl(directory / spec.file, spec.get("field", "text"), key)
+
+
+@SOURCES.register("hf")
+def load_hf(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
+    """A Hugging Face dataset by Hub id, or a local directory/file in the same schema."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.path, spec.get("name"), split=spec.get("split", "train"))
+    except Exception as err:  # datasets raises many types for "not reachable / not found"
+        raise ConfigError(
+            f"{key}: could not load dataset {spec.path!r} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Offline? Use data.source=offline "
+            "or point the path at a local copy."
+        ) from err
+    field = spec.get("field", "text")
+    if field not in dataset.column_names:
+        raise ConfigError(
+            f"{key}.field={field!r} is not a column of {spec.path!r}; columns: {dataset.column_names}"
+        )
+    for column, wanted in (spec.get("filter") or {}).items():
+        dataset = dataset.filter(lambda row, c=column, w=wanted: row[c] == w)
+    limit = spec.get("max_texts")
+    texts = []
+    for text in dataset[field]:
+        if text and text.strip():
+            texts.append(text)
+            if limit and len(texts) >= limit:
+                break
+    return texts
+
+
+def load_texts(spec: DictConfig, key: str, cache_dir: str | None = None) -> list[str]:
+    """Load raw texts for one side (forget or retain) and apply its preprocessors in order."""
+    from mudman.data.preprocess import PREPROCESSORS
+
+    texts = SOURCES.get(spec.kind, f"{key}.kind")(spec, key, cache_dir)
+    for name in spec.get("preprocess") or []:
+        texts = PREPROCESSORS.get(name, f"{key}.preprocess")(texts)
+    return texts

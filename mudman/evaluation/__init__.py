@@ -1,0 +1,1 @@
+"""Evaluation: language-model loss on fixed batches (multiple-choice tasks come later)."""

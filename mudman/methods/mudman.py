@@ -1,0 +1,127 @@
+"""MUDMAN: Meta-Unlearning with Disruption Masking And Normalization (paper, Algorithm 1).
+
+Each loop, in the paper's pass accounting (5 passes; 4 without the adversary):
+  1. every ``fork_every_n_loops`` loops, fork the adversary from the base weights;
+  2. retain pass on the base weights (fwd+bwd): ``acc = m*acc + (1-m)*g``; ``base -= r_rate*acc``;
+  3. forget forward on the adversary; cross-entropy backward -> adversary step (+ optional decay
+     towards the base weights);
+  4. unlearning-loss backward on the same forward; global norm over all targeted gradients
+     *before* masking; Disruption Masking ``g *= sign(g) == sign(acc)``; normalization
+     ``g *= sqrt(N)/norm`` (so ``unlearning_rate`` is a per-weight RMS step); ``base -= u_rate*g``.
+
+Only targeted parameters carry state (base, adversary, retain accumulator), as in Listing 1:
+each targeted parameter's ``.data`` is pointed at the base or the adversary weights.
+
+Reuse of the forget forward: both backward passes of step 3 and 4 are taken from the same graph
+*before* the adversary weights are edited, so both gradients are exact at the same adversary
+point. (The reference edits the adversary in place between the two backwards, which autograd
+does not notice, mixing old activations with new weights: an O(adv_lr) difference.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mudman.losses import LOSSES, cross_entropy, get_loss
+from mudman.methods.base import METHODS, UnlearningMethod, batch_pairs, require
+
+NORMALIZATIONS = ("none", "per_parameter", "global_pre_mask", "global_post_mask")
+
+
+def use_weights(params: dict, weights: dict) -> None:
+    """Point every targeted parameter at one set of weights (base or adversary), for free."""
+    for name, param in params.items():
+        param.data = weights[name]
+
+
+def global_norm(grads: dict) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+
+
+def normalize_(grads: dict, mode: str, norm: torch.Tensor, n_elements: int) -> None:
+    """Scale so the update's RMS per weight is 1 (global) or 1 within each parameter."""
+    if mode == "per_parameter":
+        for g in grads.values():
+            g.mul_(g.numel() ** 0.5 / torch.linalg.vector_norm(g).clamp_min(1e-30))
+    elif mode in ("global_pre_mask", "global_post_mask"):
+        for g in grads.values():
+            g.mul_(n_elements**0.5 / norm.clamp_min(1e-30))
+
+
+@METHODS.register("mudman")
+class Mudman(UnlearningMethod):
+    """MUDMAN and, through its switches, each ablation (no_masking, no_normalization, ...)."""
+
+    def passes_per_loop(self) -> int:
+        return 5 if self.cfg.meta_learning else 4
+
+    def validate(self) -> None:
+        c = self.cfg
+        for key in ("unlearning_rate", "retaining_rate"):
+            require(c, key, isinstance(c[key], (int, float)) and c[key] > 0, "a number > 0")
+        require(c, "retain_momentum", 0 <= c.retain_momentum < 1, "0 <= value < 1")
+        require(c, "normalization", c.normalization in NORMALIZATIONS, ", ".join(NORMALIZATIONS))
+        require(c, "unlearning_loss", c.unlearning_loss in LOSSES, ", ".join(LOSSES.names()))
+        require(c, "masking", isinstance(c.masking, bool), "true or false")
+        require(c, "meta_learning", isinstance(c.meta_learning, bool), "true or false")
+        if c.meta_learning:
+            require(c, "adv_lr", isinstance(c.adv_lr, (int, float)) and c.adv_lr > 0, "a number > 0")
+            require(c, "adv_decay", 0 <= c.adv_decay <= 1, "0 <= value <= 1")
+            require(
+                c, "fork_every_n_loops",
+                isinstance(c.fork_every_n_loops, int) and c.fork_every_n_loops >= 1, "an int >= 1",
+            )
+
+    def unlearn(self, model, params, data, n_loops, monitor, progress=None) -> None:
+        c = self.cfg
+        unlearning_loss = get_loss(c.unlearning_loss, **(c.get("unlearning_loss_kwargs") or {}))
+        targets = list(params.values())
+        n_elements = sum(p.numel() for p in targets)
+        base = {n: p.data for n, p in params.items()}  # the model's own storage = base weights
+        acc = {n: torch.zeros_like(w) for n, w in base.items()}
+        adv = base  # without meta-learning the "adversary" is the base model itself
+        pairs = batch_pairs(data)
+
+        for loop_num in range(n_loops):
+            if c.meta_learning and loop_num % c.fork_every_n_loops == 0:
+                adv = {n: w.clone() for n, w in base.items()}  # fork the adversary
+            retain_batch, forget_batch = next(pairs)
+
+            # Retain pass on the base weights; update the disruption accumulator and retain.
+            use_weights(params, base)
+            loss = cross_entropy(model(input_ids=retain_batch).logits, retain_batch)
+            retain_grads = torch.autograd.grad(loss, targets)
+            for (n, w), g in zip(base.items(), retain_grads, strict=True):
+                acc[n].mul_(c.retain_momentum).add_(g, alpha=1 - c.retain_momentum)
+                w.sub_(acc[n], alpha=c.retaining_rate)
+
+            # One forget forward on the adversary, used by both backward passes.
+            use_weights(params, adv)
+            logits = model(input_ids=forget_batch).logits
+            if c.meta_learning:
+                adv_grads = torch.autograd.grad(
+                    cross_entropy(logits, forget_batch), targets, retain_graph=True
+                )
+            grads = dict(zip(params, torch.autograd.grad(unlearning_loss(logits, forget_batch), targets), strict=True))
+            del logits
+            if c.meta_learning:  # train the adversary on the forget set, then decay it to base
+                for (n, w), g in zip(adv.items(), adv_grads, strict=True):
+                    w.sub_(g, alpha=c.adv_lr)
+                    if c.adv_decay < 1:
+                        w.mul_(c.adv_decay).add_(base[n], alpha=1 - c.adv_decay)
+
+            # Normalize (global norm before masking), Disruption Masking, unlearning update.
+            norm = global_norm(grads)
+            if c.masking:
+                for n, g in grads.items():
+                    g.mul_(torch.sign(g) == torch.sign(acc[n]))
+            if c.normalization == "global_post_mask":
+                norm = global_norm(grads)
+            normalize_(grads, c.normalization, norm, n_elements)
+            for n, g in grads.items():
+                base[n].sub_(g, alpha=c.unlearning_rate)
+
+            use_weights(params, base)
+            monitor.count(self.passes_per_loop())
+            if progress is not None:
+                progress.update(1)

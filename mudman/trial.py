@@ -1,0 +1,182 @@
+"""One trial, top to bottom: load, unlearn (with the retain-budget check), relearn, score.
+
+The objective is the minimum forget loss the relearning attack reaches (higher = more robust
+unlearning). A trial that breaks the retain budget or goes non-finite is *rejected*: it has no
+objective and is not a valid sample (Optuna records it as PRUNED).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from mudman.attack.relearning import PASSES_PER_STEP, relearn
+from mudman.config import validate_config
+from mudman.data.batching import TrialData, build_trial_data
+from mudman.errors import TrialRejected
+from mudman.evaluation.lm_loss import forget_retain_losses
+from mudman.methods.monitor import PassMonitor
+from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+from mudman.models.targets import select_target_params
+from mudman.tracking.base import NullTracker, Tracker
+
+
+def set_seed(seed: int) -> None:
+    """Re-seed everything: before unlearning and again before relearning (as the paper does)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.timings[name] = round(time.perf_counter() - self.start, 3)
+
+        return _Span()
+
+
+def _bar(cfg: DictConfig, total: int, desc: str):
+    return tqdm(total=total, desc=desc, disable=not cfg.progress or total == 0, leave=False)
+
+
+def attack(model, data: TrialData, cfg: DictConfig, tracker: Tracker, step_offset: int = 0,
+           prefix: str = "relearn") -> list[tuple[int, float]]:
+    """Run the fixed relearning attack; log on the shared step axis; return the loss curve."""
+    set_seed(cfg.seed)
+
+    def on_eval(passes: int, loss: float) -> None:
+        tracker.log({f"{prefix}/forget_loss": loss}, step=step_offset + passes)
+
+    with _bar(cfg, cfg.relearn_passes // PASSES_PER_STEP, prefix) as bar:
+        result = relearn(
+            model, data.relearn_forget, data.forget_eval, lr=cfg.attack.lr,
+            relearn_passes=cfg.relearn_passes, eval_every_passes=cfg.eval_every_passes,
+            on_eval=on_eval, progress=bar,
+        )
+    return result.forget_losses
+
+
+def baseline_key(cfg: DictConfig) -> str:
+    """Everything the relearn-only baseline depends on (not the method)."""
+    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data", "attack")}
+    parts.update({k: cfg[k] for k in ("context_len", "batch_size", "relearn_passes",
+                                      "eval_every_passes", "seed", "dtype")})
+    parts["device_type"] = resolve_device(cfg.device).type
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Tracker) -> dict:
+    """Relearning on the untouched model, cached on disk: a sweep computes it once."""
+    path = Path(cfg.paths.cache_dir).expanduser() / "baselines" / f"{baseline_key(cfg)}.json"
+    if path.exists():
+        return {**json.loads(path.read_text()), "cached": True}
+    start = time.perf_counter()
+    model, _ = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
+    curve = attack(model, data, cfg, tracker, prefix="baseline")
+    record = {"objective": min(loss for _, loss in curve), "curve": curve,
+              "seconds": round(time.perf_counter() - start, 3)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+    del model
+    return {**record, "cached": False}
+
+
+def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]:
+    """Run one trial and return its results record (see README, "results.json")."""
+    tracker = tracker or NullTracker()
+    method = validate_config(cfg)  # before anything heavy
+    timer = Timer()
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
+    wall_start = time.perf_counter()
+
+    with timer("load_s"):
+        model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
+    with timer("data_s"):
+        data = build_trial_data(
+            cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
+        ).to(device)
+    params = select_target_params(model, cfg.target_modules)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in params)  # no weight gradients for untargeted parameters
+
+    record: dict[str, Any] = {
+        "status": "running", "objective": None, "direction": "maximize", "rejection": None,
+        "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+        "targets": list(params), "n_targeted_params": sum(p.numel() for p in params.values()),
+        "n_model_params": sum(p.numel() for p in model.parameters()),
+        "n_batches": {"forget_train": len(data.forget_train), "retain_train": len(data.retain_train),
+                      "forget_val": len(data.forget_val), "retain_val": len(data.retain_val)},
+    }
+    losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
+    tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
+
+    def evaluate() -> dict[str, float]:
+        return forget_retain_losses(model, data.forget_eval, data.retain_eval)
+
+    def on_eval(passes: int, values: dict[str, float]) -> None:
+        tracker.log({f"unlearn/{k}": v for k, v in values.items()}, step=passes)
+
+    monitor = PassMonitor(evaluate, cfg.eval_every_passes, cfg.retain_loss_budget,
+                          losses["initial"]["retain_loss"], on_eval)
+    n_loops = method.n_loops(cfg.unlearn_passes)
+    record["passes"] = {"unlearning_budget": cfg.unlearn_passes, "per_loop": method.passes_per_loop(),
+                        "loops": n_loops, "relearning": cfg.relearn_passes}
+    set_seed(cfg.seed)
+    try:
+        with timer("unlearning_s"), _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar:
+            method.unlearn(model, params, data, n_loops, monitor, progress=bar)
+            if n_loops and (not monitor.history or monitor.history[-1][0] != monitor.passes):
+                monitor.check()  # always judge the final weights
+        losses["after_unlearning"] = (monitor.history[-1][1] if monitor.history
+                                      else dict(losses["initial"]))
+        with timer("relearning_s"):
+            curve = attack(model, data, cfg, tracker, step_offset=monitor.passes)
+        losses["after_relearning"] = {"forget_loss": curve[-1][1]}
+        record["objective"] = min(loss for _, loss in curve)
+        record["status"] = "completed"
+        record["curves"] = {"relearning": curve}
+    except TrialRejected as rejected:
+        record["status"] = "rejected"
+        record["rejection"] = {"reason": rejected.reason, "passes": rejected.passes_done,
+                               "losses": rejected.losses}
+    record["passes"]["unlearning_done"] = monitor.passes
+    record.setdefault("curves", {})["unlearning"] = [
+        [passes, v["forget_loss"], v["retain_loss"]] for passes, v in monitor.history
+    ]
+    record["retain_loss_limit"] = monitor.retain_limit
+    record["losses"] = losses
+    del model, params
+
+    if cfg.compare_baseline and cfg.method.algorithm != "baseline":
+        with timer("baseline_s"):
+            record["baseline"] = run_baseline(cfg, data, device, dtype, tracker)
+    timer.timings["total_s"] = round(time.perf_counter() - wall_start, 3)
+    record["timings"] = timer.timings
+    summary = {"objective": record["objective"], "status": record["status"]}
+    if record.get("baseline"):
+        summary["baseline_objective"] = record["baseline"]["objective"]
+    tracker.summary(summary)
+    return record
