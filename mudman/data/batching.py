@@ -120,12 +120,20 @@ class TrialData:
 
     def to(self, device: torch.device) -> TrialData:
         move = lambda batches: [b.to(device) for b in batches]  # noqa: E731
-        return TrialData(*(move(b) for b in (self.forget_train, self.retain_train,
-                                             self.forget_val, self.retain_val)))
+        return TrialData(
+            *(
+                move(b)
+                for b in (self.forget_train, self.retain_train, self.forget_val, self.retain_val)
+            )
+        )
 
 
 def build_trial_data(
-    data_cfg: DictConfig, tokenizer, context_len: int, batch_size: int, cache_dir: str | None,
+    data_cfg: DictConfig,
+    tokenizer,
+    context_len: int,
+    batch_size: int,
+    cache_dir: str | None,
     split_seed: int = 42,
 ) -> TrialData:
     """Forget/retain batches for the configured data source (``offline``, ``hub``, ...)."""

@@ -27,7 +27,9 @@ def _read_jsonl(path: Path, field: str, key: str) -> list[str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ConfigError(f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})") from err
+                raise ConfigError(
+                    f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})"
+                ) from err
             if not isinstance(row, dict) or field not in row:
                 raise ConfigError(
                     f"{key}.path={str(path)!r} line {lineno}: no field {key}.field={field!r}"
@@ -59,7 +61,9 @@ def load_hf(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(spec.path, spec.get("name"), split=spec.get("split", "train"))
+        dataset = datasets.load_dataset(
+            spec.path, spec.get("name"), split=spec.get("split", "train")
+        )
     except Exception as err:  # datasets raises many types for "not reachable / not found"
         raise ConfigError(
             f"{key}: could not load dataset {spec.path!r} ({type(err).__name__}: "
@@ -69,7 +73,8 @@ def load_hf(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
     field = spec.get("field", "text")
     if field not in dataset.column_names:
         raise ConfigError(
-            f"{key}.field={field!r} is not a column of {spec.path!r}; columns: {dataset.column_names}"
+            f"{key}.field={field!r} is not a column of {spec.path!r}; "
+            f"columns: {dataset.column_names}"
         )
     for column, wanted in (spec.get("filter") or {}).items():
         dataset = dataset.filter(lambda row, c=column, w=wanted: row[c] == w)

@@ -15,4 +15,7 @@ def lm_loss(model, batch: torch.Tensor) -> float:
 
 def forget_retain_losses(model, forget_batch: torch.Tensor, retain_batch: torch.Tensor) -> dict:
     """The two numbers every phase of a trial is judged by."""
-    return {"forget_loss": lm_loss(model, forget_batch), "retain_loss": lm_loss(model, retain_batch)}
+    return {
+        "forget_loss": lm_loss(model, forget_batch),
+        "retain_loss": lm_loss(model, retain_batch),
+    }

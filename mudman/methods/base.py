@@ -27,7 +27,7 @@ class UnlearningMethod(ABC):
     def passes_per_loop(self) -> int:
         """Forward + backward passes one loop costs: the unit the budget is divided into."""
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - optional hook, most methods check something
         """Raise ``ConfigError`` for bad hyperparameters (called before any model loads)."""
 
     def n_loops(self, unlearn_passes: int) -> int:
@@ -56,7 +56,10 @@ def batch_pairs(data: TrialData) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(retain, forget) training batches, cycling when a stream runs out."""
     i = 0
     while True:
-        yield data.retain_train[i % len(data.retain_train)], data.forget_train[i % len(data.forget_train)]
+        yield (
+            data.retain_train[i % len(data.retain_train)],
+            data.forget_train[i % len(data.forget_train)],
+        )
         i += 1
 
 

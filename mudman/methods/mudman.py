@@ -35,7 +35,9 @@ def use_weights(params: dict, weights: dict) -> None:
 
 
 def global_norm(grads: dict) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+    return torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
+    )
 
 
 def normalize_(grads: dict, mode: str, norm: torch.Tensor, n_elements: int) -> None:
@@ -46,6 +48,24 @@ def normalize_(grads: dict, mode: str, norm: torch.Tensor, n_elements: int) -> N
     elif mode in ("global_pre_mask", "global_post_mask"):
         for g in grads.values():
             g.mul_(n_elements**0.5 / norm.clamp_min(1e-30))
+
+
+def unlearning_direction_(
+    grads: dict, acc: dict, masking: bool, normalization: str, n_elements: int
+) -> dict:
+    """Turn raw unlearning gradients into the update direction, in place (Algorithm 1, 13-14).
+
+    The global norm is taken *before* masking (``global_pre_mask``, the paper's choice), so
+    masking removes disruptive entries without inflating the surviving ones.
+    """
+    norm = global_norm(grads)
+    if masking:  # Disruption Masking: only where unlearning and retain signs agree
+        for n, g in grads.items():
+            g.mul_(torch.sign(g) == torch.sign(acc[n]))
+    if normalization == "global_post_mask":
+        norm = global_norm(grads)
+    normalize_(grads, normalization, norm, n_elements)
+    return grads
 
 
 @METHODS.register("mudman")
@@ -65,11 +85,15 @@ class Mudman(UnlearningMethod):
         require(c, "masking", isinstance(c.masking, bool), "true or false")
         require(c, "meta_learning", isinstance(c.meta_learning, bool), "true or false")
         if c.meta_learning:
-            require(c, "adv_lr", isinstance(c.adv_lr, (int, float)) and c.adv_lr > 0, "a number > 0")
+            require(
+                c, "adv_lr", isinstance(c.adv_lr, (int, float)) and c.adv_lr > 0, "a number > 0"
+            )
             require(c, "adv_decay", 0 <= c.adv_decay <= 1, "0 <= value <= 1")
             require(
-                c, "fork_every_n_loops",
-                isinstance(c.fork_every_n_loops, int) and c.fork_every_n_loops >= 1, "an int >= 1",
+                c,
+                "fork_every_n_loops",
+                isinstance(c.fork_every_n_loops, int) and c.fork_every_n_loops >= 1,
+                "an int >= 1",
             )
 
     def unlearn(self, model, params, data, n_loops, monitor, progress=None) -> None:
@@ -81,10 +105,12 @@ class Mudman(UnlearningMethod):
         acc = {n: torch.zeros_like(w) for n, w in base.items()}
         adv = base  # without meta-learning the "adversary" is the base model itself
         pairs = batch_pairs(data)
+        self.state = {"base": base, "acc": acc}  # per-targeted-parameter state, for inspection
 
         for loop_num in range(n_loops):
             if c.meta_learning and loop_num % c.fork_every_n_loops == 0:
                 adv = {n: w.clone() for n, w in base.items()}  # fork the adversary
+                self.state["adv"] = adv
             retain_batch, forget_batch = next(pairs)
 
             # Retain pass on the base weights; update the disruption accumulator and retain.
@@ -102,7 +128,8 @@ class Mudman(UnlearningMethod):
                 adv_grads = torch.autograd.grad(
                     cross_entropy(logits, forget_batch), targets, retain_graph=True
                 )
-            grads = dict(zip(params, torch.autograd.grad(unlearning_loss(logits, forget_batch), targets), strict=True))
+            unlearning_grads = torch.autograd.grad(unlearning_loss(logits, forget_batch), targets)
+            grads = dict(zip(params, unlearning_grads, strict=True))
             del logits
             if c.meta_learning:  # train the adversary on the forget set, then decay it to base
                 for (n, w), g in zip(adv.items(), adv_grads, strict=True):
@@ -111,13 +138,7 @@ class Mudman(UnlearningMethod):
                         w.mul_(c.adv_decay).add_(base[n], alpha=1 - c.adv_decay)
 
             # Normalize (global norm before masking), Disruption Masking, unlearning update.
-            norm = global_norm(grads)
-            if c.masking:
-                for n, g in grads.items():
-                    g.mul_(torch.sign(g) == torch.sign(acc[n]))
-            if c.normalization == "global_post_mask":
-                norm = global_norm(grads)
-            normalize_(grads, c.normalization, norm, n_elements)
+            unlearning_direction_(grads, acc, c.masking, c.normalization, n_elements)
             for n, g in grads.items():
                 base[n].sub_(g, alpha=c.unlearning_rate)
 

@@ -27,7 +27,9 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise ConfigError(f"device={device!r} is not a valid device (auto, cpu, cuda, cuda:N)") from err
+        raise ConfigError(
+            f"device={device!r} is not a valid device (auto, cpu, cuda, cuda:N)"
+        ) from err
 
 
 def resolve_dtype(dtype: str, model_dtype: str, device: torch.device) -> torch.dtype:

@@ -2,7 +2,8 @@
 
 ``target_modules`` is a list whose items are either a module's own name (``gate_proj``,
 ``dense_h_to_4h``: matches that last path component in every layer) or a regular expression
-prefixed with ``re:`` matched against the full module path (``re:.*layers\\.[0-3]\\.mlp\\.gate_proj``).
+prefixed with ``re:`` matched against the full module path
+(``re:.*layers\\.[0-3]\\.mlp\\.gate_proj``).
 """
 
 from __future__ import annotations

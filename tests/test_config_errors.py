@@ -1,0 +1,89 @@
+"""Bad input fails early, names the key, the value and what is allowed, before any load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mudman.config import validate_config
+from mudman.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("method.unlearning_rate=-1", r"method.unlearning_rate=-1 is out of range; allowed: a number > 0"),
+        ("method.retaining_rate=0", r"method.retaining_rate=0 is out of range"),
+        ("method.adv_lr=-0.1", r"method.adv_lr=-0.1 is out of range"),
+        ("method.retain_momentum=1.0", r"method.retain_momentum=1.0 is out of range; allowed: 0 <= value < 1"),
+        ("method.adv_decay=1.5", r"method.adv_decay=1.5 is out of range"),
+        ("method.fork_every_n_loops=0", r"method.fork_every_n_loops=0 is out of range; allowed: an int >= 1"),
+        ("method.normalization=l2", r"method.normalization='l2' is out of range; allowed: none, per_parameter"),
+        ("method.unlearning_loss=mse", r"allowed: correct_logit_minus_avg, cross_entropy, neg_cross_entropy"),
+        ("method.algorithm=nope", r"unknown method method.algorithm='nope'; allowed: baseline, mudman"),
+        ("unlearn_passes=32", r"unlearn_passes=32 is not divisible by the 5 passes"),
+        ("relearn_passes=7", r"relearn_passes=7 must be a positive multiple of 2"),
+        ("batch_size=0", r"batch_size=0 must be an integer >= 1"),
+        ("context_len=1000", r"context_len=1000 is longer than model tiny-llama's max_context=256"),
+        ("retain_loss_budget=-0.1", r"retain_loss_budget=-0.1 must be a number > 0"),
+        ("attack.lr=0", r"attack.lr=0 must be a number > 0"),
+        ("dtype=float8", r"dtype='float8' is not allowed; allowed: auto, float32, bfloat16"),
+        ("target_modules=[]", r"target_modules is empty"),
+        ("target_modules=['re:(']", r"target_modules regex 're:\(' is invalid"),
+        ("data.source=hub", r"data.source='hub' is not available for data=jsonl; allowed: local"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_precise_message(compose, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(override))
+
+
+def test_no_meta_learning_budget_uses_four_passes(compose):
+    method = validate_config(compose("method=no_meta_learning", "unlearn_passes=32"))
+    assert method.passes_per_loop() == 4
+
+
+def _cli(*args: str, cache: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MUDMAN_CACHE": cache, "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "mudman", *args, "hydra.run.dir=" + cache + "/run"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+
+
+def test_cli_reports_bad_value_before_loading_anything(tmp_path):
+    # The default model is the offline SmolLM2 asset, which this empty cache lacks: the
+    # momentum error must come first (no model load attempted, no traceback).
+    result = _cli("method.retain_momentum=1.5", cache=str(tmp_path))
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "method.retain_momentum=1.5 is out of range; allowed: 0 <= value < 1" in output
+    assert "Traceback" not in output and "not prepared" not in output
+
+
+def test_cli_unknown_group_option_lists_the_allowed_ones(tmp_path):
+    result = _cli("model=gpt5", cache=str(tmp_path))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Could not find 'model/gpt5'" in output
+    assert "pythia-14m" in output and "smollm2-135m" in output
+    result = _cli("method=rmu", cache=str(tmp_path))
+    assert "no_masking" in result.stdout + result.stderr
+
+
+def test_cli_missing_offline_asset_says_which_command_prepares_it(tmp_path):
+    result = _cli("logger=none", cache=str(tmp_path))
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "smollm2-135m" in output and "make assets" in output
+    assert "Traceback" not in output
+
+
+def test_cli_misspelled_key_is_refused(tmp_path):
+    result = _cli("unlearn_pases=30", cache=str(tmp_path))
+    assert result.returncode != 0
+    assert "unlearn_pases" in result.stdout + result.stderr
