@@ -50,8 +50,7 @@ def _stdlib_functions(limit: int) -> list[str]:
 def _english(limit: int) -> list[str]:
     """Real English: the Zen of Python decoded, recombined deterministically into paragraphs."""
     import codecs
-
-    import this  # noqa: F401  (prints once; the text is rot13 in this.s)
+    import this
 
     lines = [line for line in codecs.decode(this.s, "rot13").splitlines()[2:] if line]
     rng = random.Random(0)
@@ -114,8 +113,11 @@ def trained_tiny_dir(text_files, tmp_path_factory) -> Path:
     from mudman.models.tiny import byte_tokenizer, tiny_llama
 
     tokenizer = byte_tokenizer()
-    texts = [json.loads(line)["text"] for side in ("forget", "retain")
-             for line in text_files[side].read_text().splitlines()]
+    texts = [
+        json.loads(line)["text"]
+        for side in ("forget", "retain")
+        for line in text_files[side].read_text().splitlines()
+    ]
     examples = tokenize_exact(texts, tokenizer, 32)
     model = tiny_llama(seed=0, hidden=48).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

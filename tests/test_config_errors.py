@@ -5,28 +5,45 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from mudman.config import validate_config
 from mudman.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+from .conftest import REPO
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("method.unlearning_rate=-1", r"method.unlearning_rate=-1 is out of range; allowed: a number > 0"),
+        (
+            "method.unlearning_rate=-1",
+            r"method.unlearning_rate=-1 is out of range; allowed: a number > 0",
+        ),
         ("method.retaining_rate=0", r"method.retaining_rate=0 is out of range"),
         ("method.adv_lr=-0.1", r"method.adv_lr=-0.1 is out of range"),
-        ("method.retain_momentum=1.0", r"method.retain_momentum=1.0 is out of range; allowed: 0 <= value < 1"),
+        (
+            "method.retain_momentum=1.0",
+            r"method.retain_momentum=1.0 is out of range; allowed: 0 <= value < 1",
+        ),
         ("method.adv_decay=1.5", r"method.adv_decay=1.5 is out of range"),
-        ("method.fork_every_n_loops=0", r"method.fork_every_n_loops=0 is out of range; allowed: an int >= 1"),
-        ("method.normalization=l2", r"method.normalization='l2' is out of range; allowed: none, per_parameter"),
-        ("method.unlearning_loss=mse", r"allowed: correct_logit_minus_avg, cross_entropy, neg_cross_entropy"),
-        ("method.algorithm=nope", r"unknown method method.algorithm='nope'; allowed: baseline, mudman"),
+        (
+            "method.fork_every_n_loops=0",
+            r"method.fork_every_n_loops=0 is out of range; allowed: an int >= 1",
+        ),
+        (
+            "method.normalization=l2",
+            r"method.normalization='l2' is out of range; allowed: none, per_parameter",
+        ),
+        (
+            "method.unlearning_loss=mse",
+            r"allowed: correct_logit_minus_avg, cross_entropy, neg_cross_entropy",
+        ),
+        (
+            "method.algorithm=nope",
+            r"unknown method method.algorithm='nope'; allowed: baseline, mudman",
+        ),
         ("unlearn_passes=32", r"unlearn_passes=32 is not divisible by the 5 passes"),
         ("relearn_passes=7", r"relearn_passes=7 must be a positive multiple of 2"),
         ("batch_size=0", r"batch_size=0 must be an integer >= 1"),
@@ -51,8 +68,14 @@ def test_no_meta_learning_budget_uses_four_passes(compose):
 
 def _cli(*args: str, cache: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MUDMAN_CACHE": cache, "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "mudman", *args, "hydra.run.dir=" + cache + "/run"],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mudman", *args, "hydra.run.dir=" + cache + "/run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_cli_reports_bad_value_before_loading_anything(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -18,10 +17,19 @@ from mudman.models.targets import select_target_params
 from mudman.models.tiny import tiny_gpt_neox, tiny_llama
 
 BASE_METHOD = dict(
-    name="mudman", algorithm="mudman", unlearning_loss="neg_cross_entropy",
-    unlearning_loss_kwargs={}, masking=True, normalization="global_pre_mask",
-    meta_learning=True, unlearning_rate=1e-2, retaining_rate=1e-2, retain_momentum=0.5,
-    adv_lr=1e-1, adv_decay=0.8, fork_every_n_loops=2,
+    name="mudman",
+    algorithm="mudman",
+    unlearning_loss="neg_cross_entropy",
+    unlearning_loss_kwargs={},
+    masking=True,
+    normalization="global_pre_mask",
+    meta_learning=True,
+    unlearning_rate=1e-2,
+    retaining_rate=1e-2,
+    retain_momentum=0.5,
+    adv_lr=1e-1,
+    adv_decay=0.8,
+    fork_every_n_loops=2,
 )
 
 
@@ -66,13 +74,15 @@ def test_normalization_uses_the_pre_mask_global_norm():
     acc = {"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([1.0, 1.0, 1.0])}
     pre_norm = 13.0  # sqrt(9 + 16 + 144), before -4 is masked out
     n = 5
-    out = unlearning_direction_({k: v.clone() for k, v in grads.items()}, acc, True,
-                                "global_pre_mask", n)
+    out = unlearning_direction_(
+        {k: v.clone() for k, v in grads.items()}, acc, True, "global_pre_mask", n
+    )
     scale = math.sqrt(n) / pre_norm
     assert torch.allclose(out["a"], torch.tensor([3.0 * scale, 0.0]))
     assert torch.allclose(out["b"], torch.tensor([12.0 * scale, 0.0, 0.0]))
-    post = unlearning_direction_({k: v.clone() for k, v in grads.items()}, acc, True,
-                                 "global_post_mask", n)
+    post = unlearning_direction_(
+        {k: v.clone() for k, v in grads.items()}, acc, True, "global_post_mask", n
+    )
     assert torch.allclose(post["a"][0], torch.tensor(3.0 * math.sqrt(n) / math.sqrt(153.0)))
 
 
@@ -82,8 +92,9 @@ def test_global_normalization_makes_rate_a_per_weight_rms_step():
     out = unlearning_direction_(grads, {}, False, "global_pre_mask", 10 * 7 + 33)
     rms = torch.cat([g.flatten() for g in out.values()]).pow(2).mean().sqrt()
     assert rms == pytest.approx(1.0, rel=1e-5)
-    per = unlearning_direction_({"a": torch.randn(4) * 9, "b": torch.randn(9) * 1e-3}, {},
-                                False, "per_parameter", 13)
+    per = unlearning_direction_(
+        {"a": torch.randn(4) * 9, "b": torch.randn(9) * 1e-3}, {}, False, "per_parameter", 13
+    )
     for g in per.values():
         assert g.pow(2).mean().sqrt() == pytest.approx(1.0, rel=1e-5)
 
@@ -102,24 +113,26 @@ def listing_one(model, data, c, n_loops):
         retain, forget = data.retain_train[loop % 6], data.forget_train[loop % 6]
         if loop % c.fork_every_n_loops == 0:
             adv = [b.clone() for b in base]
-        for p, b in zip(ps, base):
+        for p, b in zip(ps, base, strict=False):
             p.data = b
         g_r = torch.autograd.grad(cross_entropy(model(input_ids=retain).logits, retain), ps)
         for i in range(len(ps)):
             acc[i] = c.retain_momentum * acc[i] + (1 - c.retain_momentum) * g_r[i]
             base[i] = base[i] - c.retaining_rate * acc[i]
-        for p, a in zip(ps, adv):
+        for p, a in zip(ps, adv, strict=False):
             p.data = a
         out = model(input_ids=forget).logits
         g_adv = torch.autograd.grad(cross_entropy(out, forget), ps, retain_graph=True)
         g_u = torch.autograd.grad(neg_cross_entropy(out, forget), ps)
-        adv = [(a - c.adv_lr * g) * c.adv_decay + b * (1 - c.adv_decay)
-               for a, g, b in zip(adv, g_adv, base)]
+        adv = [
+            (a - c.adv_lr * g) * c.adv_decay + b * (1 - c.adv_decay)
+            for a, g, b in zip(adv, g_adv, base, strict=False)
+        ]
         norm = torch.sqrt(sum(g.pow(2).sum() for g in g_u))
         for i, g in enumerate(g_u):
             g = g * (g.sign() == acc[i].sign())
             base[i] = base[i] - c.unlearning_rate * g * math.sqrt(n) / norm
-    for p, b in zip(ps, base):
+    for p, b in zip(ps, base, strict=False):
         p.data = b
     return model
 
@@ -130,11 +143,16 @@ def test_mudman_matches_an_independent_transcription_of_listing_one():
     ours = tiny_llama(seed=1)
     run_method(ours, cfg, data, n_loops=5)
     ref = listing_one(tiny_llama(seed=1), data, cfg, n_loops=5)
-    for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters()):
+    for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters(), strict=False):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     untouched = tiny_llama(seed=1)
-    changed = [n for (n, a), (_, b) in zip(ours.named_parameters(), untouched.named_parameters())
-               if not torch.equal(a, b)]
+    changed = [
+        n
+        for (n, a), (_, b) in zip(
+            ours.named_parameters(), untouched.named_parameters(), strict=False
+        )
+        if not torch.equal(a, b)
+    ]
     assert changed and all("gate_proj" in n for n in changed)
 
 
@@ -146,8 +164,10 @@ def _final_weights(**changes):
     return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "gate" in n])
 
 
-@pytest.mark.parametrize("switch", [{"masking": False}, {"normalization": "none"},
-                                    {"meta_learning": False}, {"adv_decay": 1.0}])
+@pytest.mark.parametrize(
+    "switch",
+    [{"masking": False}, {"normalization": "none"}, {"meta_learning": False}, {"adv_decay": 1.0}],
+)
 def test_each_ablation_switch_changes_the_result(switch):
     assert not torch.allclose(_final_weights(), _final_weights(**switch))
 
@@ -163,8 +183,9 @@ def test_no_masking_equals_masking_when_accumulator_agrees_everywhere(monkeypatc
 
 
 def test_without_meta_learning_no_adversary_is_created():
-    method, params = run_method(tiny_llama(seed=3), method_cfg(meta_learning=False),
-                                make_data(), n_loops=3)
+    method, _params = run_method(
+        tiny_llama(seed=3), method_cfg(meta_learning=False), make_data(), n_loops=3
+    )
     assert "adv" not in method.state
     assert method.passes_per_loop() == 4
 
@@ -193,9 +214,10 @@ def test_pass_accounting_counts_every_forward_and_backward(meta, per_loop):
     counts = {"fwd": 0, "bwd": 0}
     model.register_forward_hook(lambda *a: counts.__setitem__("fwd", counts["fwd"] + 1))
     model.lm_head.register_full_backward_hook(
-        lambda *a: counts.__setitem__("bwd", counts["bwd"] + 1))
+        lambda *a: counts.__setitem__("bwd", counts["bwd"] + 1)
+    )
     monitor = never_reject()
-    method, _ = run_method(model, method_cfg(meta_learning=meta), make_data(), 6, monitor)
+    _method, _ = run_method(model, method_cfg(meta_learning=meta), make_data(), 6, monitor)
     assert counts["fwd"] + counts["bwd"] == 6 * per_loop == monitor.passes
 
 
@@ -211,8 +233,13 @@ def test_budget_must_divide_into_loops():
 
 def test_monitor_evaluates_every_k_passes_across_loop_boundaries():
     seen = []
-    monitor = PassMonitor(lambda: {"forget_loss": 1.0, "retain_loss": 0.0}, 30, 1.0, 0.0,
-                          on_eval=lambda passes, _: seen.append(passes))
+    monitor = PassMonitor(
+        lambda: {"forget_loss": 1.0, "retain_loss": 0.0},
+        30,
+        1.0,
+        0.0,
+        on_eval=lambda passes, _: seen.append(passes),
+    )
     for _ in range(30):
         monitor.count(4)  # 4 passes per loop: 30 is crossed at 32, 60 at 60, 90 at 92, ...
     assert seen == [32, 60, 92, 120]

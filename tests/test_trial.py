@@ -15,8 +15,13 @@ from mudman.trial import run_trial
 def test_trial_completes_and_reports_every_phase(compose):
     record = run_trial(compose())
     assert record["status"] == "completed"
-    assert record["passes"] == {"unlearning_budget": 30, "per_loop": 5, "loops": 6,
-                                "relearning": 10, "unlearning_done": 30}
+    assert record["passes"] == {
+        "unlearning_budget": 30,
+        "per_loop": 5,
+        "loops": 6,
+        "relearning": 10,
+        "unlearning_done": 30,
+    }
     curve = record["curves"]["relearning"]
     assert [passes for passes, _ in curve] == [10]
     assert record["objective"] == min(loss for _, loss in curve)
@@ -35,8 +40,14 @@ def test_same_seed_gives_identical_results(compose):
 
 
 def test_unlearning_raises_forget_loss_of_a_trained_model(compose, trained_tiny_dir):
-    record = run_trial(compose(f"model.path={trained_tiny_dir}", "method.unlearning_rate=0.03",
-                               "unlearn_passes=60", "retain_loss_budget=0.5"))
+    record = run_trial(
+        compose(
+            f"model.path={trained_tiny_dir}",
+            "method.unlearning_rate=0.03",
+            "unlearn_passes=60",
+            "retain_loss_budget=0.5",
+        )
+    )
     assert record["status"] == "completed"
     initial, after = record["losses"]["initial"], record["losses"]["after_unlearning"]
     assert initial["forget_loss"] < 4.0  # it learned something
@@ -45,8 +56,13 @@ def test_unlearning_raises_forget_loss_of_a_trained_model(compose, trained_tiny_
 
 
 def test_trial_is_rejected_when_retain_loss_exceeds_budget(compose, trained_tiny_dir):
-    record = run_trial(compose(f"model.path={trained_tiny_dir}", "retain_loss_budget=0.05",
-                               "method.unlearning_rate=0.1"))
+    record = run_trial(
+        compose(
+            f"model.path={trained_tiny_dir}",
+            "retain_loss_budget=0.05",
+            "method.unlearning_rate=0.1",
+        )
+    )
     assert record["status"] == "rejected"
     assert record["objective"] is None
     assert "retain loss" in record["rejection"]["reason"]
@@ -108,5 +124,7 @@ def test_gpt_neox_trial_targets_dense_h_to_4h(compose):
 
 def test_target_modules_regex_override(compose):
     record = run_trial(compose("target_modules=['re:.*layers\\.0\\.mlp\\.(gate|up)_proj']"))
-    assert record["targets"] == ["model.layers.0.mlp.gate_proj.weight",
-                                 "model.layers.0.mlp.up_proj.weight"]
+    assert record["targets"] == [
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight",
+    ]

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from mudman.assets.prepare import asset_status, prepare_one
-from mudman.assets.store import ASSET_NAMES, AssetError, asset_path, resolve_cache_dir
+from mudman.assets.store import ASSET_NAMES, asset_path, resolve_cache_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             result = prepare_one(name, cache, force=args.force)
-        except (AssetError, OSError, ValueError) as exc:
+        except Exception as exc:  # report, then go on with the other assets
             failed += 1
             print(f"{name:<14} FAILED ({time.perf_counter() - started:.1f}s): {exc}", flush=True)
             traceback.print_exc(file=sys.stderr)

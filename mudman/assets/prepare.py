@@ -79,13 +79,13 @@ def prepare_one(
     options = _options(name, stdlib_root)
     key = module.asset_key(**options)
     target = asset_path(name, cache_dir)
+    downloads = downloads_dir(cache_dir)
+    for parent in (target.parent, downloads):  # leftovers of preps that were killed
+        clean_stale_temp_dirs(parent)
     problem = "forced" if force else verify_asset(target, key)
     if problem is None:
         return PrepareResult(name, target, "cached", "", time.perf_counter() - started)
-    clean_stale_temp_dirs(target.parent)
-    downloads = downloads_dir(cache_dir)
     downloads.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_dirs(downloads)
     with atomic_directory(target) as tmp:
         fields = module.build(tmp, downloads, **options)
         manifest = {

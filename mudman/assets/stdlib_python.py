@@ -123,8 +123,8 @@ def _remove_docstrings(source: str) -> str:
         start = _char_col(lines[first_row], node.col_offset)
         end = _char_col(lines[last_row], node.end_col_offset)
         prefix, suffix = lines[first_row][:start], lines[last_row][end:]
-        if suffix.lstrip().startswith(";"):
-            suffix = suffix.lstrip()[1:]
+        if suffix.lstrip().startswith(";"):  # "doc"; more code -> more code
+            suffix = suffix.lstrip()[1:].lstrip()
         lines[first_row : last_row + 1] = [prefix + ("pass" if sole else "") + suffix]
     return "\n".join(lines)
 

