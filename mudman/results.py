@@ -9,12 +9,22 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(record: dict[str, Any], path: Path) -> None:
-    """Write via a temp file + rename, so a kill never leaves a half-written results.json."""
+    """Write via a temp file + rename, so a kill never leaves a half-written results.json.
+
+    ``mkstemp`` creates files readable by the owner only; restore the usual umask-based mode.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(record, handle, indent=2, default=str)
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
 
 

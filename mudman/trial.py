@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,10 @@ from mudman.evaluation.lm_loss import forget_retain_losses
 from mudman.methods.monitor import PassMonitor
 from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 from mudman.models.targets import select_target_params
+from mudman.results import write_json_atomic
 from mudman.tracking.base import NullTracker, Tracker
+
+log = logging.getLogger(__name__)
 
 
 def set_seed(seed: int) -> None:
@@ -38,21 +43,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@dataclass
-class Timer:
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.timings[name] = round(time.perf_counter() - self.start, 3)
-
-        return _Span()
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of a block in ``timings[name]`` (seconds)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - start, 3)
 
 
 def _bar(cfg: DictConfig, total: int, desc: str):
@@ -71,6 +69,7 @@ def attack(
     set_seed(cfg.seed)
 
     def on_eval(passes: int, loss: float) -> None:
+        log.info("%s %4d passes: forget loss %.4f", prefix, passes, loss)
         tracker.log({f"{prefix}/forget_loss": loss}, step=step_offset + passes)
 
     with _bar(cfg, cfg.relearn_passes // PASSES_PER_STEP, prefix) as bar:
@@ -120,10 +119,7 @@ def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Track
         "curve": curve,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(path)
+    write_json_atomic(record, path)
     del model
     return {**record, "cached": False}
 
@@ -132,14 +128,14 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
     """Run one trial and return its results record (see README, "results.json")."""
     tracker = tracker or NullTracker()
     method = validate_config(cfg)  # before anything heavy
-    timer = Timer()
+    timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     wall_start = time.perf_counter()
 
-    with timer("load_s"):
+    with timed(timings, "load_s"):
         model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    with timer("data_s"):
+    with timed(timings, "data_s"):
         data = build_trial_data(
             cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
         ).to(device)
@@ -171,6 +167,12 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
         return forget_retain_losses(model, data.forget_eval, data.retain_eval)
 
     def on_eval(passes: int, values: dict[str, float]) -> None:
+        log.info(
+            "unlearn %4d passes: forget loss %.4f, retain loss %.4f",
+            passes,
+            values["forget_loss"],
+            values["retain_loss"],
+        )
         tracker.log({f"unlearn/{k}": v for k, v in values.items()}, step=passes)
 
     monitor = PassMonitor(
@@ -189,14 +191,17 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
     }
     set_seed(cfg.seed)
     try:
-        with timer("unlearning_s"), _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar:
+        with (
+            timed(timings, "unlearning_s"),
+            _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar,
+        ):
             method.unlearn(model, params, data, n_loops, monitor, progress=bar)
             if n_loops and (not monitor.history or monitor.history[-1][0] != monitor.passes):
                 monitor.check()  # always judge the final weights
         losses["after_unlearning"] = (
             monitor.history[-1][1] if monitor.history else dict(losses["initial"])
         )
-        with timer("relearning_s"):
+        with timed(timings, "relearning_s"):
             curve = attack(model, data, cfg, tracker, step_offset=monitor.passes)
         losses["after_relearning"] = {"forget_loss": curve[-1][1]}
         record["objective"] = min(loss for _, loss in curve)
@@ -218,10 +223,10 @@ def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]
     model = params = None  # free the trial model before the baseline loads another
 
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
-        with timer("baseline_s"):
+        with timed(timings, "baseline_s"):
             record["baseline"] = run_baseline(cfg, data, device, dtype, tracker)
-    timer.timings["total_s"] = round(time.perf_counter() - wall_start, 3)
-    record["timings"] = timer.timings
+    timings["total_s"] = round(time.perf_counter() - wall_start, 3)
+    record["timings"] = timings
     summary = {"objective": record["objective"], "status": record["status"]}
     if record.get("baseline"):
         summary["baseline_objective"] = record["baseline"]["objective"]
