@@ -4,7 +4,13 @@ Importing this package imports every method module so the registry is complete; 
 method means one file here (decorated with ``@METHODS.register``) and one YAML in conf/method/.
 """
 
-from mudman.methods import baseline, mudman  # noqa: F401  (registration)
+from mudman.methods import (  # noqa: F401  (registration)
+    baseline,
+    circuit_breakers,
+    gradient_difference,
+    mudman,
+    tar,
+)
 from mudman.methods.base import METHODS, UnlearningMethod, build_method
 
 __all__ = ["METHODS", "UnlearningMethod", "build_method"]

@@ -96,6 +96,10 @@ class Mudman(UnlearningMethod):
                 "an int >= 1",
             )
 
+    def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
+        """Loss of the retain pass on the base weights (TAR adds a representation term)."""
+        return cross_entropy(model(input_ids=retain_batch).logits, retain_batch)
+
     def unlearn(self, model, params, data, n_loops, monitor, progress=None) -> None:
         c = self.cfg
         unlearning_loss = get_loss(c.unlearning_loss, **(c.get("unlearning_loss_kwargs") or {}))
@@ -115,8 +119,7 @@ class Mudman(UnlearningMethod):
 
             # Retain pass on the base weights; update the disruption accumulator and retain.
             use_weights(params, base)
-            loss = cross_entropy(model(input_ids=retain_batch).logits, retain_batch)
-            retain_grads = torch.autograd.grad(loss, targets)
+            retain_grads = torch.autograd.grad(self.retain_loss(model, retain_batch), targets)
             for (n, w), g in zip(base.items(), retain_grads, strict=True):
                 acc[n].mul_(c.retain_momentum).add_(g, alpha=1 - c.retain_momentum)
                 w.sub_(acc[n], alpha=c.retaining_rate)

@@ -1,0 +1,1 @@
+"""Building blocks shared by several methods (frozen originals, representation terms, ...)."""

@@ -1,0 +1,59 @@
+"""TAR as the paper adapted it (section 4, Figure 2): MUDMAN's single loop with TAR's choices.
+
+TAR's meta-learning core: neg_entropy unlearning loss, no Disruption Masking, no gradient
+normalization, retain momentum 0 (plain retain gradients), no adversary decay; its
+representation-noising stage is dropped, as in the paper. The retain loss gains a
+representation term: the mean over tokens and layers (last hidden state excluded) of the squared
+L2 distance between the hidden states and the original model's, weighted by
+``representation_weight``.
+
+Pass accounting: 6 per loop (5 without the adversary): MUDMAN's 5 plus one forward of the
+original model on the retain batch. The "original model" is a copy of only the targeted
+weights, swapped in for that forward (``components/original.py``), held during ``unlearn`` and
+released after it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mudman.losses import cross_entropy
+from mudman.methods.base import METHODS, require
+from mudman.methods.components.original import OriginalWeights
+from mudman.methods.components.representations import mean_squared_l2
+from mudman.methods.mudman import Mudman
+
+
+@METHODS.register("tar")
+class Tar(Mudman):
+    """MUDMAN's loop whose retain pass also pulls hidden states towards the original model's."""
+
+    original: OriginalWeights | None = None
+
+    def passes_per_loop(self) -> int:
+        return super().passes_per_loop() + 1  # + original-model forward on the retain batch
+
+    def validate(self) -> None:
+        super().validate()
+        w = self.cfg.get("representation_weight")
+        require(
+            self.cfg,
+            "representation_weight",
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0,
+            "a number >= 0",
+        )
+
+    def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
+        original = self.original.hidden_states(model, retain_batch)
+        out = model(input_ids=retain_batch, output_hidden_states=True)
+        representation = mean_squared_l2(out.hidden_states[:-1], original[:-1])
+        self.last_representation_loss = representation.detach()
+        ce = cross_entropy(out.logits, retain_batch)
+        return ce + self.cfg.representation_weight * representation
+
+    def unlearn(self, model, params, data, n_loops, monitor, progress=None) -> None:
+        self.original = OriginalWeights(params)
+        try:
+            super().unlearn(model, params, data, n_loops, monitor, progress)
+        finally:
+            self.original.release()  # the original model is needed only while unlearning
