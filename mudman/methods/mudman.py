@@ -24,6 +24,7 @@ import torch
 
 from mudman.losses import LOSSES, cross_entropy, get_loss
 from mudman.methods.base import METHODS, UnlearningMethod, batch_pairs, require
+from mudman.methods.components.options import MudmanOptions, check_options, locate_passes
 
 NORMALIZATIONS = ("none", "per_parameter", "global_pre_mask", "global_post_mask")
 
@@ -51,17 +52,20 @@ def normalize_(grads: dict, mode: str, norm: torch.Tensor, n_elements: int) -> N
 
 
 def unlearning_direction_(
-    grads: dict, acc: dict, masking: bool, normalization: str, n_elements: int
+    grads: dict, acc: dict, masking: bool, normalization: str, n_elements: int, select=None
 ) -> dict:
     """Turn raw unlearning gradients into the update direction, in place (Algorithm 1, 13-14).
 
     The global norm is taken *before* masking (``global_pre_mask``, the paper's choice), so
-    masking removes disruptive entries without inflating the surviving ones.
+    masking removes disruptive entries without inflating the surviving ones. ``select`` is an
+    alternative selection rule applied at the same point (e.g. disruption percentiles).
     """
     norm = global_norm(grads)
     if masking:  # Disruption Masking: only where unlearning and retain signs agree
         for n, g in grads.items():
             g.mul_(torch.sign(g) == torch.sign(acc[n]))
+    if select is not None:
+        select(grads)
     if normalization == "global_post_mask":
         norm = global_norm(grads)
     normalize_(grads, normalization, norm, n_elements)
@@ -73,7 +77,21 @@ class Mudman(UnlearningMethod):
     """MUDMAN and, through its switches, each ablation (no_masking, no_normalization, ...)."""
 
     def passes_per_loop(self) -> int:
+        if self.cfg.get("locate_once"):
+            return 2  # only the retain pass: the unlearning gradient was located beforehand
         return 5 if self.cfg.meta_learning else 4
+
+    def n_loops(self, unlearn_passes: int) -> int:
+        """Locate-once first spends its passes on the initial model; loops get the rest."""
+        located = locate_passes(self.cfg)
+        if located and unlearn_passes <= located:
+            require(
+                self.cfg,
+                "locate_once_batches",
+                False,
+                f"2 * value < unlearn_passes={unlearn_passes}",
+            )
+        return super().n_loops(unlearn_passes - located)
 
     def validate(self) -> None:
         c = self.cfg
@@ -95,6 +113,7 @@ class Mudman(UnlearningMethod):
                 isinstance(c.fork_every_n_loops, int) and c.fork_every_n_loops >= 1,
                 "an int >= 1",
             )
+        check_options(c)  # appendix B/D components and their combinations
 
     def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
         """Loss of the retain pass on the base weights (TAR adds a representation term)."""
@@ -107,14 +126,18 @@ class Mudman(UnlearningMethod):
         n_elements = sum(p.numel() for p in targets)
         base = {n: p.data for n, p in params.items()}  # the model's own storage = base weights
         acc = {n: torch.zeros_like(w) for n, w in base.items()}
-        adv = base  # without meta-learning the "adversary" is the base model itself
+        options = MudmanOptions(c, base)  # appendix B/D components; all off by default
+        adversaries = options.adversaries  # None without meta-learning
         pairs = batch_pairs(data)
         self.state = {"base": base, "acc": acc}  # per-targeted-parameter state, for inspection
+        located = options.locate(model, params, data, unlearning_loss)
+        if located is not None:
+            monitor.count(locate_passes(c))
 
         for loop_num in range(n_loops):
-            if c.meta_learning and loop_num % c.fork_every_n_loops == 0:
-                adv = {n: w.clone() for n, w in base.items()}  # fork the adversary
-                self.state["adv"] = adv
+            if adversaries and loop_num % c.fork_every_n_loops == 0:
+                adversaries.fork(base)  # fork the adversary
+                self.state["adv"] = adversaries.weights(0, base)
             retain_batch, forget_batch = next(pairs)
 
             # Retain pass on the base weights; update the disruption accumulator and retain.
@@ -122,28 +145,37 @@ class Mudman(UnlearningMethod):
             retain_grads = torch.autograd.grad(self.retain_loss(model, retain_batch), targets)
             for (n, w), g in zip(base.items(), retain_grads, strict=True):
                 acc[n].mul_(c.retain_momentum).add_(g, alpha=1 - c.retain_momentum)
+                options.accumulate_retain(n, g)
                 w.sub_(acc[n], alpha=c.retaining_rate)
+                options.follow(n, acc[n], c.retaining_rate)
 
-            # One forget forward on the adversary, used by both backward passes.
-            use_weights(params, adv)
-            logits = model(input_ids=forget_batch).logits
-            if c.meta_learning:
-                adv_grads = torch.autograd.grad(
-                    cross_entropy(logits, forget_batch), targets, retain_graph=True
+            if located is not None:  # locate-once: reuse the gradient of the initial model
+                grads = {n: g.clone() for n, g in located.items()}
+            else:  # one forget forward on the adversary, used by both backward passes
+                adv = adversaries.weights(loop_num, base) if adversaries else base
+                use_weights(params, adv)
+                logits = model(input_ids=forget_batch).logits
+                if adversaries:
+                    adv_grads = torch.autograd.grad(
+                        cross_entropy(logits, forget_batch), targets, retain_graph=True
+                    )
+                unlearning_grads = torch.autograd.grad(
+                    unlearning_loss(logits, forget_batch), targets
                 )
-            unlearning_grads = torch.autograd.grad(unlearning_loss(logits, forget_batch), targets)
-            grads = dict(zip(params, unlearning_grads, strict=True))
-            del logits
-            if c.meta_learning:  # train the adversary on the forget set, then decay it to base
-                for (n, w), g in zip(adv.items(), adv_grads, strict=True):
-                    w.sub_(g, alpha=c.adv_lr)
-                    if c.adv_decay < 1:
-                        w.mul_(c.adv_decay).add_(base[n], alpha=1 - c.adv_decay)
+                grads = dict(zip(params, unlearning_grads, strict=True))
+                del logits
+                if adversaries:  # train the adversary on the forget set (then decay it to base)
+                    adversaries.step(loop_num, dict(zip(params, adv_grads, strict=True)), base)
+            grads = options.unlearning_grads(grads)  # forget momentum, if on
 
             # Normalize (global norm before masking), Disruption Masking, unlearning update.
-            unlearning_direction_(grads, acc, c.masking, c.normalization, n_elements)
+            unlearning_direction_(
+                grads, acc, c.masking, c.normalization, n_elements, options.select(acc)
+            )
             for n, g in grads.items():
-                base[n].sub_(g, alpha=c.unlearning_rate)
+                update = options.restrict(g.mul_(c.unlearning_rate), base[n])  # only-shrinking
+                base[n].sub_(update)
+                options.follow(n, update, 1.0)
 
             use_weights(params, base)
             monitor.count(self.passes_per_loop())
