@@ -6,6 +6,7 @@ method means one file here (decorated with ``@METHODS.register``) and one YAML i
 
 from mudman.methods import (  # noqa: F401  (registration)
     baseline,
+    cir,
     circuit_breakers,
     gradient_difference,
     mudman,
