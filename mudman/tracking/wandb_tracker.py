@@ -24,12 +24,16 @@ class WandbTracker(Tracker):
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            sweep = config.get("sweep") or {}
+            study, number = sweep.get("study_name"), sweep.get("trial_number")
+            is_baseline = (config.get("method") or {}).get("algorithm") == "baseline"
             self.run = wandb.init(
                 project=cfg.project,
                 entity=cfg.get("entity"),
-                group=cfg.get("group"),
-                job_type=cfg.get("job_type"),
-                name=cfg.get("run_name"),
+                # in a sweep: one run per trial, grouped by study; trial numbers never repeat
+                group=study or cfg.get("group"),
+                job_type="baseline" if is_baseline else cfg.get("job_type"),
+                name=cfg.get("run_name") or (f"{study}-trial{number:05d}" if study else None),
                 tags=list(cfg.get("tags") or []),
                 mode=cfg.mode,
                 dir=str(run_dir),

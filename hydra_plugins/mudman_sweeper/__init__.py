@@ -1,0 +1,1 @@
+"""Hydra finds sweepers in the hydra_plugins namespace; the logic is in mudman.sweeping."""

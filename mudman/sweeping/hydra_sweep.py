@@ -1,0 +1,207 @@
+"""Hydra multirun -> one Optuna study per grid cell, trials launched through Hydra's launcher.
+
+Command-line overrides are split three ways:
+- plain comma lists (``method=mudman,no_masking``) are *grid axes*: each combination is a cell
+  with its own study (name, search space and trial count come from that cell's composed config);
+- functional sweeps (``interval``, ``tag(log, ...)``, ``int(...)``, ``choice(...)``, ``range``)
+  add to / replace the cell's ``hydra.sweeper.params`` search space;
+- everything else is passed to every trial unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.core.utils import JobStatus
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mudman.errors import ConfigError
+from mudman.sweeping.provenance import git_state
+from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
+from mudman.sweeping.space import parse_space
+from mudman.sweeping.storage import make_storage, mask_url
+
+log = logging.getLogger(__name__)
+
+TRIAL_ATTRS = ("status", "objective", "rejection", "losses", "passes", "timings", "baseline")
+
+
+def split_arguments(arguments: list[str]) -> tuple[list[list[str]], list[str], list[str]]:
+    """-> (grid axes as lists of ``key=value``, search-space overrides, fixed overrides)."""
+    parser = OverridesParser.create()
+    grid, search, fixed = [], [], []
+    for text, override in zip(arguments, parser.parse_overrides(arguments), strict=True):
+        value = override.value() if override.is_sweep_override() else None
+        if isinstance(value, ChoiceSweep) and value.simple_form:
+            key = override.get_key_element()
+            grid.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        elif override.is_sweep_override():
+            search.append(text)
+        else:
+            fixed.append(text)
+    return grid, search, fixed
+
+
+def trial_attrs(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The results.json fields stored on the Optuna trial (JSON-safe, no config copy)."""
+    attrs = {k: record.get(k) for k in TRIAL_ATTRS if record.get(k) is not None}
+    if isinstance(attrs.get("baseline"), dict):
+        attrs["baseline_objective"] = attrs.pop("baseline").get("objective")
+    if record.get("rejection"):
+        attrs["rejection_reason"] = record["rejection"]["reason"]
+    attrs["run_dir"] = str(run_dir)
+    return json.loads(json.dumps(attrs, default=str))
+
+
+class OptunaGridSweep:
+    """The sweeper's logic, kept outside ``hydra_plugins`` so it is plain, testable code."""
+
+    def __init__(self, **cfg: Any) -> None:
+        self.cfg = cfg
+
+    def setup(
+        self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.job_idx = 0
+
+    def sweep(self, arguments: list[str]) -> list[optuna.Study]:
+        grid, search, fixed = split_arguments(arguments)
+        if int(self.cfg.get("n_jobs", 1)) > 1:
+            self._spawn_workers(int(self.cfg["n_jobs"]))
+            return []
+        studies = []
+        cells = list(itertools.product(*grid)) or [()]
+        for number, cell in enumerate(cells, 1):
+            log.info("grid cell %d/%d: %s", number, len(cells), " ".join(cell) or "(single study)")
+            studies.append(self._run_cell([*fixed, *cell], search))
+        return studies
+
+    def _cell_config(self, overrides: list[str]) -> DictConfig:
+        loader = self.hydra_context.config_loader
+        return loader.load_sweep_config(self.config, overrides)
+
+    def _run_cell(self, cell_overrides: list[str], search: list[str]) -> optuna.Study:
+        from mudman.config import validate_config
+
+        cell_cfg = self._cell_config(cell_overrides)
+        sweeper = cell_cfg.hydra.sweeper
+        params = dict(
+            OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
+        )
+        for text in search:
+            key, _, expression = text.partition("=")
+            params[key] = expression
+        space = parse_space(params)
+        has_search = any(
+            isinstance(d, optuna.distributions.BaseDistribution) for d in space.values()
+        )
+        n_trials = int(sweeper.n_trials) if has_search else 1
+        validate_config(cell_cfg)  # a bad cell fails here, not in every trial
+        url = os.path.expanduser(str(sweeper.storage))
+        worker = int(sweeper.get("worker_id") or 0)
+        sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
+        if sampler_cfg.get("seed") is not None:
+            sampler_cfg["seed"] = int(sampler_cfg["seed"]) + worker  # distinct per worker
+        resolved = OmegaConf.to_container(cell_cfg, resolve=False)
+        resolved.pop("hydra", None)
+        spec = StudySpec(
+            name=str(sweeper.study_name),
+            storage_url=url,
+            storage=make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period)),
+            direction=str(sweeper.direction),
+            n_trials=n_trials,
+            space=space,
+            sampler=instantiate(sampler_cfg),
+            max_failure_rate=float(sweeper.max_failure_rate),
+            attrs={
+                **git_state(),
+                "config": json.loads(json.dumps(resolved, default=str)),
+                "search_space": params,
+                "n_trials": n_trials,
+            },
+        )
+        log.info("study %s on %s: %d trials, space %s", spec.name, mask_url(url), n_trials, params)
+
+        def launch(overrides: list[str], number: int) -> TrialOutcome:
+            job = [
+                *cell_overrides,
+                *overrides,
+                f"sweep.study_name={spec.name}",
+                f"sweep.trial_number={number}",
+            ]
+            result = self.launcher.launch([job], initial_job_idx=self.job_idx)[0]
+            self.job_idx += 1
+            if result.status == JobStatus.FAILED:
+                err = result._return_value
+                return TrialOutcome(
+                    "failed",
+                    error="".join(traceback.format_exception(type(err), err, err.__traceback__)),
+                )
+            run_dir = Path(result.hydra_cfg.hydra.runtime.output_dir)
+            record = json.loads((run_dir / "results.json").read_text())
+            status = "rejected" if record["status"] == "rejected" else "completed"
+            return TrialOutcome(status, record.get("objective"), trial_attrs(record, run_dir))
+
+        study = run_study(spec, launch, heartbeat_interval=float(sweeper.heartbeat_interval))
+        self._write_summary(study)
+        return study
+
+    def _write_summary(self, study: optuna.Study) -> None:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, Any] = {"study_name": study.study_name}
+        try:
+            summary.update(best_value=study.best_value, best_params=study.best_params)
+        except ValueError:
+            summary["best_value"] = None  # no completed trial yet
+        path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
+        OmegaConf.save(OmegaConf.create(summary), path)
+
+    def _spawn_workers(self, n_jobs: int) -> None:
+        """``n_jobs`` worker processes on the shared storage, each with its own sampler seed."""
+        storage = str(self.cfg.get("storage"))
+        if not storage.startswith(("sqlite:///", "postgresql")):
+            raise ConfigError(
+                "hydra.sweeper.n_jobs > 1 needs a shared storage (sqlite or postgresql)"
+            )
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        argv = [
+            a
+            for a in sys.argv[1:]
+            if not a.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir="))
+        ]
+        procs = []
+        for worker in range(n_jobs):
+            cmd = [
+                sys.executable,
+                "-m",
+                "mudman",
+                *argv,
+                "hydra.sweeper.n_jobs=1",
+                f"hydra.sweeper.worker_id={worker}",
+                f"hydra.sweep.dir={sweep_dir}/worker{worker}",
+            ]
+            procs.append(subprocess.Popen(cmd))
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"sweep workers exited with codes {codes}")

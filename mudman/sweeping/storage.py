@@ -1,0 +1,84 @@
+"""Study storage (SQLite on one machine, PostgreSQL across machines) and a cross-process lock.
+
+Heartbeats let a resumed or parallel worker recognise trials orphaned by a killed process;
+the lock makes "count the study's trials, then ask for one more" atomic across workers, so
+``n_trials`` is the study's exact total.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+
+from mudman.errors import ConfigError
+
+_SECRET = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL for logs and records."""
+    return _SECRET.sub(r"\1***@", url)
+
+
+def make_storage(
+    url: str, heartbeat_interval: int, grace_period: int
+) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats; SQLite parent folders are created."""
+    if not url.startswith(("sqlite:///", "postgresql")):
+        raise ConfigError(
+            f"hydra.sweeper.storage={mask_url(url)!r} is not allowed; use sqlite:///path.db or "
+            "postgresql://user:pass@host/db (or set MUDMAN_OPTUNA_STORAGE)"
+        )
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=3
+            ),
+            engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+        )
+    except Exception as err:
+        raise ConfigError(
+            f"hydra.sweeper.storage={mask_url(url)!r} is unreachable: {type(err).__name__}: "
+            f"{mask_url(str(err).splitlines()[0])}"
+        ) from err
+
+
+@contextmanager
+def study_lock(url: str, study_name: str) -> Iterator[None]:
+    """Exclusive lock per study: a lock file beside a SQLite DB, an advisory lock on PostgreSQL."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///")).expanduser()
+        lock_path = path.with_name(f"{path.name}.{_digest(study_name)}.lock")
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    import sqlalchemy
+
+    key = int(_digest(study_name)[:15], 16)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    engine.dispose()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,269 @@
+"""The Optuna sweeper: search-space grammar, pruning, failures, exact totals, resume, workers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mudman.errors import ConfigError
+from mudman.sweeping.hydra_sweep import split_arguments
+from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
+from mudman.sweeping.space import parse_space
+from mudman.sweeping.storage import make_storage, mask_url
+
+from .conftest import REPO
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def spec_for(url, n_trials=5, seed=0, grace=2, **kw):
+    space = parse_space({"x": "interval(0, 1)", "k": "int(interval(1, 5))"})
+    return StudySpec(
+        name="s",
+        storage_url=url,
+        storage=make_storage(url, 1, grace),
+        direction="maximize",
+        n_trials=n_trials,
+        space=space,
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+        poll_seconds=0.2,
+        **kw,
+    )
+
+
+def states(url, name="s"):
+    study = optuna.load_study(study_name=name, storage=url)
+    return [t.state for t in study.trials], study
+
+
+# ------------------------------------------------------------------ grammar
+def test_params_grammar_maps_to_optuna_distributions():
+    space = parse_space(
+        {
+            "a": "tag(log, interval(1e-7, 3e-2))",
+            "b": "int(interval(6, 42))",
+            "c": "interval(0, 0.99)",
+            "d": "choice(x, y)",
+            "e": "range(1, 10, 2)",
+            "f": "7",
+        }
+    )
+    assert space["a"] == optuna.distributions.FloatDistribution(1e-7, 3e-2, log=True)
+    assert space["b"] == optuna.distributions.IntDistribution(6, 42)
+    assert space["c"] == optuna.distributions.FloatDistribution(0.0, 0.99)
+    assert space["d"] == optuna.distributions.CategoricalDistribution(["x", "y"])
+    assert space["e"] == optuna.distributions.IntDistribution(1, 9, step=2)
+    assert space["f"] == 7
+
+
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("interval(1,", "not valid override grammar"),
+        ("tag(log, interval(0, 1))", "low > 0 for log"),
+        ("interval(3, 1)", "need low < high"),
+    ],
+)
+def test_malformed_params_are_clear_errors(expr, message):
+    with pytest.raises(ConfigError, match=rf"hydra.sweeper.params.lr=.*{message}"):
+        parse_space({"lr": expr})
+
+
+def test_arguments_split_into_grid_search_and_fixed():
+    grid, search, fixed = split_arguments(
+        ["method=mudman,no_masking", "method.adv_lr=tag(log, interval(1e-3, 0.1))", "seed=3"]
+    )
+    assert grid == [["method=mudman", "method=no_masking"]]
+    assert search == ["method.adv_lr=tag(log, interval(1e-3, 0.1))"]
+    assert fixed == ["seed=3"]
+
+
+def test_storage_urls_are_checked_and_passwords_masked():
+    assert mask_url("postgresql://me:s3cret@db/x") == "postgresql://me:***@db/x"
+    with pytest.raises(ConfigError, match=r"sqlite:///path\.db or postgresql"):
+        make_storage("mysql://me:s3cret@db/x", 1, 2)
+    with pytest.raises(ConfigError, match=r"is unreachable") as err:
+        make_storage("postgresql://me:s3cret@127.0.0.1:9/x", 1, 2)
+    assert "s3cret" not in str(err.value)
+
+
+# ------------------------------------------------------------------ outcomes
+def test_rejected_and_nan_trials_are_pruned_and_the_sweep_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    outcomes = iter(
+        [
+            TrialOutcome("rejected", attrs={"rejection_reason": "retain loss 3.9 > 3.5"}),
+            TrialOutcome("completed", float("nan")),
+            TrialOutcome("completed", 1.5),
+            TrialOutcome("completed", 2.5),
+        ]
+    )
+    run_study(spec_for(url, n_trials=4), lambda overrides, n: next(outcomes), 0.5)
+    got, study = states(url)
+    assert got == [TrialState.PRUNED, TrialState.PRUNED, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["rejection_reason"] == "retain loss 3.9 > 3.5"
+    assert "non-finite" in study.trials[1].user_attrs["rejection_reason"]
+    assert study.best_value == 2.5
+
+
+def test_crashing_trials_fail_with_traceback_and_the_sweep_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    calls = iter(range(100))
+
+    def trial_fn(overrides, number):
+        if next(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return TrialOutcome("completed", 1.0)
+
+    run_study(spec_for(url, n_trials=3, max_failure_rate=0.5), trial_fn, 0.5)
+    got, study = states(url)
+    assert got.count(TrialState.COMPLETE) == 3 and got.count(TrialState.FAIL) == 1
+    failed = next(t for t in study.trials if t.state == TrialState.FAIL)
+    assert "CUDA out of memory" in failed.user_attrs["error"]
+
+
+def test_too_many_crashes_stop_the_study_with_a_clear_message(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    with pytest.raises(RuntimeError, match=r"more than hydra\.sweeper\.max_failure_rate=0\.25"):
+        run_study(
+            spec_for(url, n_trials=10), lambda o, n: TrialOutcome("failed", error="boom"), 0.5
+        )
+
+
+def test_n_trials_is_the_total_and_resume_runs_only_the_rest(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    seen = []
+    fn = lambda overrides, n: seen.append(n) or TrialOutcome("completed", float(n))  # noqa: E731
+    run_study(spec_for(url, n_trials=3), fn, 0.5)
+    run_study(spec_for(url, n_trials=3), fn, 0.5)  # same command again: nothing to do
+    assert seen == [0, 1, 2]
+    run_study(spec_for(url, n_trials=5), fn, 0.5)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_orphaned_running_trial_is_failed_and_redone_with_same_params(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = spec_for(url, n_trials=2, grace=1)
+    study = optuna.create_study(study_name="s", storage=spec.storage, direction="maximize")
+    orphan = study.ask()  # a worker that died mid-trial: RUNNING, no more heartbeats
+    orphan_x = orphan.suggest_float("x", 0, 1)
+    orphan.suggest_int("k", 1, 5)
+    spec.storage.record_heartbeat(orphan._trial_id)
+    time.sleep(2.5)
+    params = []
+    run_study(spec, lambda o, n: params.append(o) or TrialOutcome("completed", 1.0), 0.5)
+    got, study = states(url)
+    assert got.count(TrialState.COMPLETE) == 2 and got.count(TrialState.FAIL) == 1
+    assert study.trials[0].state == TrialState.FAIL
+    assert f"x={orphan_x}" in params[0]  # the redo re-used the orphan's parameters
+
+
+def _worker(url, seed, out):
+    def fn(overrides, number):
+        time.sleep(0.05)
+        return TrialOutcome("completed", float(number))
+
+    study = run_study(spec_for(url, n_trials=12, seed=seed), fn, 0.5)
+    out.put(seed if study else None)
+
+
+def test_two_workers_share_one_sqlite_study_without_losing_or_duplicating(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    make_storage(url, 1, 2)  # create tables once
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, seed, out)) for seed in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got, study = states(url)
+    assert got == [TrialState.COMPLETE] * 12
+    assert sorted(t.number for t in study.trials) == list(range(12))
+    assert len({t.params["x"] for t in study.trials}) == 12
+
+
+# ------------------------------------------------------------------ through Hydra
+def _sweep(tmp_path, text_files, *extra, n_trials=3):
+    env = {**os.environ, "WANDB_MODE": "disabled", "MUDMAN_CACHE": str(tmp_path / "cache")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "mudman",
+        "-m",
+        "hydra/sweeper=mudman_optuna",
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        "logger=none",
+        "progress=false",
+        "unlearn_passes=30",
+        "relearn_passes=10",
+        "batch_size=4",
+        "context_len=32",
+        "eval_every_passes=10",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/o.db",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        "method.unlearning_rate=tag(log, interval(1e-4, 1e-1))",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_hydra_sweep_records_results_and_provenance(tmp_path, text_files):
+    proc = _sweep(tmp_path, text_files, "method=mudman,no_masking", n_trials=2)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output[-3000:]
+    url = f"sqlite:///{tmp_path}/o.db"
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(url))
+    assert names == ["jsonl-tiny-llama-mudman", "jsonl-tiny-llama-no_masking"]
+    study = optuna.load_study(study_name="jsonl-tiny-llama-no_masking", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["config"]["method"]["masking"] is False
+    assert len(study.user_attrs["git_commit"]) == 40 and "git_dirty" in study.user_attrs
+    attrs = study.trials[0].user_attrs
+    assert attrs["objective"] == study.trials[0].value and attrs["status"] == "completed"
+    record = json.loads((tmp_path.joinpath(attrs["run_dir"]) / "results.json").read_text())
+    assert record["config"]["sweep"]["study_name"] == "jsonl-tiny-llama-no_masking"
+
+
+def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
+    url = f"sqlite:///{tmp_path}/o.db"
+    extra = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3")
+    proc = _sweep(tmp_path, text_files, *extra, n_trials=4)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill -9 once two trials are done and a third is running
+        time.sleep(0.3)
+        try:
+            trials = optuna.load_study(study_name="jsonl-tiny-llama-mudman", storage=url).trials
+        except Exception:
+            continue
+        if sum(t.state == TrialState.COMPLETE for t in trials) >= 2 and any(
+            t.state == TrialState.RUNNING for t in trials
+        ):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="jsonl-tiny-llama-mudman", storage=url)
+    done_before = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    assert any(t.state == TrialState.RUNNING for t in study.trials)
+    output = _sweep(tmp_path, text_files, *extra, n_trials=4).communicate(timeout=300)[0]
+    study = optuna.load_study(study_name="jsonl-tiny-llama-mudman", storage=url)
+    got = [t.state for t in study.trials]
+    assert got.count(TrialState.COMPLETE) == 4, output[-2000:]
+    assert got.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in got
+    assert all(study.trials[n].state == TrialState.COMPLETE for n in done_before)
