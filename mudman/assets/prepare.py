@@ -33,6 +33,8 @@ _MODULES = {
     "smollm2-135m": "mudman.assets.smollm2",
     "python-stdlib": "mudman.assets.stdlib_python",
     "wikipedia": "mudman.assets.wikipedia",
+    "go-definitions": "mudman.assets.go_definitions",
+    "house": "mudman.assets.house",
 }
 MANIFEST_FORMAT = 1
 

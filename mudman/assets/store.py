@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ASSET_NAMES: tuple[str, ...] = ("smollm2-135m", "python-stdlib", "wikipedia")
+# Order matters for `python -m mudman.assets`: the house model trains on the three corpora.
+ASSET_NAMES: tuple[str, ...] = (
+    "smollm2-135m",
+    "python-stdlib",
+    "wikipedia",
+    "go-definitions",
+    "house",
+)
 MANIFEST_NAME = "manifest.json"
 CACHE_ENV_VAR = "MUDMAN_CACHE"
 PREPARE_HINT = "make assets  (or: python -m mudman.assets --only {name})"
