@@ -1,0 +1,65 @@
+"""``python -m mudman.report``: statistics, a markdown table and figures from the storage alone.
+
+Works on finished and running studies (running trials are counted, not used), needs no W&B.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import warnings
+from pathlib import Path
+
+import optuna
+
+from mudman.report.figures import bar_chart, study_plots
+from mudman.report.stats import study_stats
+from mudman.report.tables import markdown_table
+from mudman.sweeping.storage import mask_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mudman.report", description=__doc__)
+    parser.add_argument(
+        "--storage", default=os.environ.get("MUDMAN_OPTUNA_STORAGE", "sqlite:///outputs/optuna.db")
+    )
+    parser.add_argument("--studies", default=".*", help="regex on study names")
+    parser.add_argument("--last", type=int, default=30, help="N valid trials for mean/SEM")
+    parser.add_argument("--out", default="outputs/report", help="folder for table and figures")
+    parser.add_argument("--no-plots", action="store_true", help="table only")
+    args = parser.parse_args(argv)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if (
+        args.storage.startswith("sqlite:///")
+        and not Path(args.storage.removeprefix("sqlite:///")).expanduser().exists()
+    ):
+        parser.error(f"--storage {args.storage}: no such database")
+    pattern = re.compile(args.studies)
+    names = sorted(
+        s.study_name
+        for s in optuna.get_all_study_summaries(args.storage)
+        if pattern.search(s.study_name)
+    )
+    if not names:
+        parser.error(f"no study matching {args.studies!r} in {mask_url(args.storage)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    studies = [optuna.load_study(study_name=n, storage=args.storage) for n in names]
+    rows = [study_stats(s, args.last) for s in studies]
+    table = markdown_table(rows)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    if not args.no_plots:
+        print(f"figure 2: {bar_chart(rows, out / 'figure2.png', args.last)}")
+        for study in studies:
+            for path in study_plots(study, out / study.study_name):
+                print(f"plot: {path}")
+    print(f"table: {out / 'table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

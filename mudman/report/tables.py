@@ -1,0 +1,29 @@
+"""The markdown table of a set of studies."""
+
+from __future__ import annotations
+
+from mudman.report.stats import StudyStats
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(rows: list[StudyStats]) -> str:
+    """One row per study: mean ± SEM of the last N valid trials, best, counts, baseline."""
+    lines = [
+        "| study | model | data | method | mean ± SEM (last N) | N | best | baseline "
+        "| complete | pruned | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mean = "-" if r.mean is None else f"{r.mean:.3f} ± {_fmt(r.sem)}"
+        lines.append(
+            f"| {r.name} | {r.model or '-'} | {r.data or '-'} | {r.method or '-'} | {mean} "
+            f"| {r.last_n} | {_fmt(r.best_value)} | {_fmt(r.baseline)} | {r.n_complete} "
+            f"| {r.n_pruned} | {r.n_failed} |"
+        )
+    warnings = [f"- {r.name}: {w}" for r in rows for w in r.edge_warnings]
+    if warnings:
+        lines += ["", "Search-range warnings (best trial at a range edge):", *warnings]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The report from storage alone, and the paper's sweep presets composing cleanly."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mudman.config import validate_config
+from mudman.report.__main__ import main as report_main
+from mudman.report.stats import mean_sem, study_stats
+from mudman.sweeping.space import parse_space
+
+from .conftest import CONF
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _fake_study(url, method, values, baseline=2.0, pruned=1, edge=False):
+    config = {"model": {"name": "house"}, "data": {"name": "python"}, "method": {"name": method}}
+    study = optuna.create_study(
+        study_name=f"ablation-house-python-{method}", storage=url, direction="maximize"
+    )
+    study.set_user_attr("config", config)
+    dist = optuna.distributions.FloatDistribution(1e-7, 1e-1, log=True)
+    for i, value in enumerate(values):
+        lr = 0.099 if edge and i == len(values) - 1 else 1e-4
+        trial = optuna.trial.create_trial(
+            params={"method.unlearning_rate": lr},
+            distributions={"method.unlearning_rate": dist},
+            value=value,
+            user_attrs={"baseline_objective": baseline},
+        )
+        study.add_trial(trial)
+    for _ in range(pruned):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    return study
+
+
+def test_mean_and_standard_error():
+    mean, sem = mean_sem([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and sem == pytest.approx(1.2909944 / 2)
+    assert mean_sem([5.0]) == (5.0, None) and mean_sem([]) == (None, None)
+
+
+def test_stats_use_the_last_n_valid_trials_and_flag_range_edges(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    study = _fake_study(url, "mudman", [1.0, 9.0, 3.0, 4.0, 5.0], edge=True)
+    stats = study_stats(study, last_n=3)
+    assert stats.mean == pytest.approx(4.0) and stats.last_n == 3
+    assert stats.n_complete == 5 and stats.n_pruned == 1 and stats.best_value == 9.0
+    assert stats.baseline == 2.0
+    stats = study_stats(_fake_study(url, "no_masking", [1.0, 2.0, 7.0], edge=True), last_n=30)
+    assert stats.edge_warnings and "upper edge" in stats.edge_warnings[0]
+
+
+def test_report_writes_table_and_figures_from_storage(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/o.db"
+    _fake_study(url, "mudman", [5.0, 6.0, 7.0])
+    _fake_study(url, "no_masking", [3.0, 3.5])
+    _fake_study(url, "baseline", [2.0], pruned=0)
+    running = _fake_study(url, "tar", [4.0])
+    running.ask()  # a study still in progress
+    out = tmp_path / "report"
+    assert report_main(["--storage", url, "--out", str(out), "--last", "2"]) == 0
+    table = (out / "table.md").read_text()
+    assert "| ablation-house-python-mudman | house | python | mudman | 6.500 ± 0.500 | 2 |" in table
+    assert (out / "figure2.png").stat().st_size > 10_000
+    assert (out / "ablation-house-python-mudman" / "slice.png").exists()
+    assert "figure 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report_main(["--storage", url, "--studies", "nothing-like-this", "--out", str(out)])
+
+
+PRESETS = [
+    "pythia_python",
+    "pythia_pile_bio",
+    "smollm_python",
+    "smollm_pile_bio",
+    "llama_python",
+    "llama_pile_bio",
+    "house_python",
+    "smollm2_python",
+]
+VARIANTS = ["mudman", "no_masking", "no_meta_learning", "no_normalization", "tar", "baseline"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_ablation_presets_compose_with_a_valid_space_per_variant(preset):
+    for variant in VARIANTS:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[f"experiment=ablation/{preset}", f"method={variant}"],
+                return_hydra_config=True,
+            )
+        sweeper = cfg.hydra.sweeper
+        assert sweeper.study_name == f"ablation-{cfg.model.name}-{cfg.data.name}-{variant}"
+        space = parse_space(OmegaConf.to_container(sweeper.params, resolve=True))
+        assert ("method.unlearning_rate" in space) == (variant != "baseline")
+        if variant == "no_meta_learning":
+            assert "method.adv_lr" not in space
+        validate_config(cfg)  # budgets divide into loops, values in range
