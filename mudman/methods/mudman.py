@@ -79,6 +79,8 @@ class Mudman(UnlearningMethod):
     def passes_per_loop(self) -> int:
         if self.cfg.get("locate_once"):
             return 2  # only the retain pass: the unlearning gradient was located beforehand
+        if self.cfg.meta_learning and self.cfg.get("reuse_ce_backward", False):
+            return 4  # -CE gradient = -(adversary's CE gradient): one backward serves both
         return 5 if self.cfg.meta_learning else 4
 
     def n_loops(self, unlearn_passes: int) -> int:
@@ -114,6 +116,15 @@ class Mudman(UnlearningMethod):
                 "an int >= 1",
             )
         check_options(c)  # appendix B/D components and their combinations
+        if c.get("reuse_ce_backward", False):
+            require(
+                c,
+                "reuse_ce_backward",
+                c.meta_learning
+                and c.unlearning_loss == "neg_cross_entropy"
+                and not c.get("unlearning_loss_kwargs"),
+                "true only with meta_learning=true and unlearning_loss=neg_cross_entropy",
+            )
 
     def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
         """Loss of the retain pass on the base weights (TAR adds a representation term)."""
@@ -155,13 +166,18 @@ class Mudman(UnlearningMethod):
                 adv = adversaries.weights(loop_num, base) if adversaries else base
                 use_weights(params, adv)
                 logits = model(input_ids=forget_batch).logits
-                if adversaries:
-                    adv_grads = torch.autograd.grad(
-                        cross_entropy(logits, forget_batch), targets, retain_graph=True
+                if adversaries and c.get("reuse_ce_backward", False):
+                    # grad(-CE) == -grad(CE) exactly (negation is exact in floating point)
+                    adv_grads = torch.autograd.grad(cross_entropy(logits, forget_batch), targets)
+                    unlearning_grads = torch._foreach_neg(adv_grads)
+                else:
+                    if adversaries:
+                        adv_grads = torch.autograd.grad(
+                            cross_entropy(logits, forget_batch), targets, retain_graph=True
+                        )
+                    unlearning_grads = torch.autograd.grad(
+                        unlearning_loss(logits, forget_batch), targets
                     )
-                unlearning_grads = torch.autograd.grad(
-                    unlearning_loss(logits, forget_batch), targets
-                )
                 grads = dict(zip(params, unlearning_grads, strict=True))
                 del logits
                 if adversaries:  # train the adversary on the forget set (then decay it to base)

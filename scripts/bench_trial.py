@@ -1,0 +1,208 @@
+"""Where a trial's time and memory go: the unlearning loop against its bare passes, and more.
+
+For one model and method, in one process (so the numbers are comparable side by side):
+
+* ``passes alone``: the loop's forward/backward passes with no state updates (what the loop
+  cannot avoid), timed per loop; ``loop``: the method's own ``unlearn`` for the same number of
+  loops (no evaluations); **overhead ratio** = loop / passes alone (target <= 1.10);
+* passes per second of the loop, relearning SGD steps per second, and one full trial
+  (``run_trial``, with evaluations, no baseline) at the configured budgets;
+* memory: the peak during the passes alone, then the peak during the loop; the difference is what
+  the method's state and updates add, compared with the paper's bound of 3 x size(targeted)
+  on top of size(model) + activations. CUDA: allocator peaks; CPU: the process's peak RSS.
+
+    python scripts/bench_trial.py model=house                     # any config overrides
+    python scripts/bench_trial.py model=tiny-llama --loops 20 --no-trial
+    python scripts/bench_trial.py model=smollm2-135m --loops 3 --relearn-steps 3 --no-trial
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def compose(overrides: list[str]):
+    """The project's Hydra config with ``overrides`` (no logger, no baseline, no progress)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    base = ["logger=none", "compare_baseline=false", "progress=false"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return hydra_compose("config", overrides=base + overrides)
+
+
+def peak_bytes(device: torch.device) -> int:
+    """High-water mark so far: CUDA allocator peak, else the process's peak RSS."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn: Callable[[], object], repeat: int) -> float:
+    """Seconds per call of ``fn`` (one warm-up call first)."""
+    fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def passes_alone(model, params, data, method_cfg) -> Callable[[], None]:
+    """One loop's passes with no updates: retain fwd+bwd, forget fwd, its backward(s)."""
+    from mudman.losses import cross_entropy, get_loss
+
+    targets = list(params.values())
+    unlearning_loss = get_loss(method_cfg.get("unlearning_loss", "neg_cross_entropy"))
+    meta = bool(method_cfg.get("meta_learning", False))
+    reuse = bool(method_cfg.get("reuse_ce_backward", False))
+    retain, forget = data.retain_train[0], data.forget_train[0]
+
+    def run() -> None:
+        loss = cross_entropy(model(input_ids=retain).logits, retain)
+        torch.autograd.grad(loss, targets)
+        logits = model(input_ids=forget).logits
+        if meta and not reuse:
+            torch.autograd.grad(cross_entropy(logits, forget), targets, retain_graph=True)
+        torch.autograd.grad(unlearning_loss(logits, forget), targets)
+
+    return run
+
+
+def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool) -> dict:
+    """Run every measurement for one configuration; returns the numbers and ratios."""
+    from mudman.attack.relearning import relearn
+    from mudman.config import validate_config
+    from mudman.data.batching import build_trial_data
+    from mudman.methods.monitor import PassMonitor
+    from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+    from mudman.models.targets import select_target_params
+    from mudman.trial import run_trial, set_seed
+
+    cfg = compose(overrides)
+    method = validate_config(cfg)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
+    data = build_trial_data(
+        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
+    ).to(device)
+    params = select_target_params(model, cfg.target_modules)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in params)
+    size_model = nbytes(model.parameters())
+    size_targeted = nbytes(params.values())
+    passes_per_loop = method.passes_per_loop()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_passes = timed(device, passes_alone(model, params, data, cfg.method), loops)
+    peak_passes = peak_bytes(device)
+
+    monitor = PassMonitor(lambda: {}, 10**9, 0.05, 0.0, None)  # no evaluations in the loop
+    set_seed(cfg.seed)
+    method.unlearn(model, params, data, 1, monitor)  # warm-up (allocates the state once)
+    sync(device)
+    start = time.perf_counter()
+    method.unlearn(model, params, data, loops, monitor)
+    sync(device)
+    t_loop = (time.perf_counter() - start) / loops
+    peak_loop = peak_bytes(device)
+
+    t_relearn = None
+    if relearn_steps:
+        start = time.perf_counter()
+        relearn(
+            model, data.relearn_forget, data.forget_eval, cfg.attack.lr, 2 * relearn_steps, 10**9
+        )
+        sync(device)
+        t_relearn = (time.perf_counter() - start) / relearn_steps
+    del model, params, method
+
+    trial = None
+    if full_trial:
+        start = time.perf_counter()
+        record = run_trial(cfg)
+        trial = {
+            "seconds": round(time.perf_counter() - start, 2),
+            "status": record["status"],
+            "objective": record["objective"],
+            "timings": record["timings"],
+            "passes": f"{cfg.unlearn_passes} + {cfg.relearn_passes}",
+        }
+    extra = peak_loop - peak_passes
+    return {
+        "model": cfg.model.name,
+        "method": cfg.method.name,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "batch": f"{cfg.batch_size} x {cfg.context_len}",
+        "threads": torch.get_num_threads(),
+        "passes_per_loop": passes_per_loop,
+        "loop_s": round(t_loop, 5),
+        "passes_alone_s": round(t_passes, 5),
+        "overhead_ratio": round(t_loop / t_passes, 3),
+        "unlearning_passes_per_s": round(passes_per_loop / t_loop, 2),
+        "relearn_steps_per_s": round(1 / t_relearn, 2) if t_relearn else None,
+        "memory": {
+            "measure": "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS",
+            "size_model_mb": round(size_model / 2**20, 2),
+            "size_targeted_mb": round(size_targeted / 2**20, 2),
+            "peak_passes_alone_mb": round(peak_passes / 2**20, 1),
+            "peak_loop_mb": round(peak_loop / 2**20, 1),
+            "loop_extra_over_passes_mb": round(extra / 2**20, 2),
+            "loop_extra_in_targeted_sizes": round(extra / size_targeted, 2),
+            "paper_bound_extra_in_targeted_sizes": 3,
+        },
+        "trial": trial,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: prints one JSON record and a short ratio summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=house")
+    parser.add_argument("--loops", type=int, default=20, help="unlearning loops to time")
+    parser.add_argument("--relearn-steps", type=int, default=20, help="SGD steps to time")
+    parser.add_argument("--no-trial", action="store_true", help="skip the full trial")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench(args.overrides, args.loops, args.relearn_steps, not args.no_trial)
+    print(json.dumps(result, indent=2))
+    m = result["memory"]
+    print(
+        f"{result['model']}/{result['method']} on {result['device']}: loop overhead "
+        f"{result['overhead_ratio']:.3f} x its passes (target <= 1.10); "
+        f"{result['unlearning_passes_per_s']} passes/s; "
+        f"{result['relearn_steps_per_s']} relearn steps/s; "
+        f"loop memory beyond the passes {m['loop_extra_in_targeted_sizes']} x size(targeted) "
+        f"(bound 3)" + (f"; full trial {result['trial']['seconds']} s" if result["trial"] else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
