@@ -1,0 +1,101 @@
+"""Workers on a real PostgreSQL server (Debian's package, started by the test on loopback)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mudman.sweeping.storage import make_storage
+
+from .test_sweeping import _worker
+
+PG_BIN = (
+    next(
+        (
+            Path(p)
+            for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+            if (p / "initdb").exists()
+        ),
+        None,
+    )
+    if Path("/usr/lib/postgresql").exists()
+    else None
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
+    as_user: list[str] = []
+    # not under pytest's tmp dir: that one is private to root, the server user can't enter it
+    base = Path(tempfile.mkdtemp(prefix="mudman-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root: use the package's own user
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        os.chmod(base, 0o777)
+    data, port = base / "data", _free_port()
+
+    def run(*cmd):
+        return subprocess.run(
+            [*as_user, *cmd],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    run(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(base / "log"),
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base}",
+        "start",
+    )
+    try:
+        run(
+            str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mudman"
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/mudman"
+    finally:
+        run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgres_study(postgres_url):
+    make_storage(postgres_url, 1, 2)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(postgres_url, seed, out)) for seed in (0, 1)]
+    start = time.time()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0], f"after {time.time() - start:.0f}s"
+    study = optuna.load_study(study_name="s", storage=postgres_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
+    assert sorted(t.number for t in study.trials) == list(range(12))
+    assert len({t.params["x"] for t in study.trials}) == 12  # distinct sampler seeds
