@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end on CPU with tiny settings (numbers are not checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from tests.conftest import REPO
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_trial_reports_ratios(text_files, tmp_path):
+    overrides = [
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        f"paths.cache_dir={tmp_path}",
+        "batch_size=4",
+        "context_len=32",
+        "unlearn_passes=20",
+        "relearn_passes=10",
+        "eval_every_passes=10",
+        "retain_loss_budget=10",
+    ]
+    result = _script("bench_trial").bench(overrides, loops=3, relearn_steps=2, full_trial=True)
+    assert result["passes_per_loop"] == 5 and result["overhead_ratio"] > 0
+    assert result["relearn_steps_per_s"] > 0 and result["trial"]["status"] == "completed"
+    assert result["memory"]["size_targeted_mb"] < result["memory"]["size_model_mb"]
+
+
+def test_bench_gpu_runs_on_cpu(capsys):
+    args = ["--device", "cpu", "--models", "house", "--workers", "1", "--trials", "2"]
+    assert (
+        _script("bench_gpu").main([*args, "--passes", "10", "--batch", "2", "--length", "16"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert '"shape": "house"' in out and "trials/h" in out
