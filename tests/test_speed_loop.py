@@ -58,3 +58,18 @@ def test_only_targeted_parameters_require_grad_during_unlearning(compose, monkey
     run_trial(compose())
     assert seen["trainable"] == seen["targeted"] == seen["got_grads"]
     assert seen["targeted"] and all(n.endswith("gate_proj.weight") for n in seen["targeted"])
+
+
+def test_foreach_norm_and_normalization_equal_the_per_tensor_formulas():
+    from mudman.methods.mudman import global_norm, normalize_
+
+    gen = torch.Generator().manual_seed(0)
+    grads = {f"p{i}": torch.randn(7 + i, 5, generator=gen) for i in range(4)}
+    reference_norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
+    )
+    assert torch.equal(global_norm(grads), reference_norm)
+    n = sum(g.numel() for g in grads.values())
+    expected = {k: g * (n**0.5 / reference_norm) for k, g in grads.items()}
+    normalize_(grads, "global_pre_mask", reference_norm, n)
+    assert all(torch.equal(grads[k], expected[k]) for k in grads)
