@@ -267,3 +267,16 @@ def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
     assert got.count(TrialState.COMPLETE) == 4, output[-2000:]
     assert got.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in got
     assert all(study.trials[n].state == TrialState.COMPLETE for n in done_before)
+
+
+def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files):
+    proc = _sweep(tmp_path, text_files, "hydra.sweeper.n_jobs=2", n_trials=4)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output[-3000:]
+    study = optuna.load_study(
+        study_name="jsonl-tiny-llama-mudman", storage=f"sqlite:///{tmp_path}/o.db"
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert (tmp_path / "multirun" / "worker0").is_dir() and (
+        tmp_path / "multirun" / "worker1"
+    ).is_dir()

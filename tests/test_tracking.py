@@ -72,3 +72,20 @@ def test_unknown_logger_is_refused():
     with pytest.raises(ValueError, match="allowed: wandb, none"):
         build_tracker(OmegaConf.create({"name": "mlflow"}), {}, None)
     assert isinstance(build_tracker(OmegaConf.create({"name": "none"}), {}, None), NullTracker)
+
+
+def test_sweep_trials_get_one_wandb_run_each_grouped_by_study(tmp_path, monkeypatch):
+    import wandb
+
+    seen = {}
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.update(kw) or None)
+    config = {
+        "sweep": {"study_name": "ablation-house-python-mudman", "trial_number": 7},
+        "method": {"algorithm": "mudman"},
+    }
+    build_tracker(OmegaConf.create(WANDB_CFG), config, tmp_path)
+    assert seen["group"] == "ablation-house-python-mudman"
+    assert seen["name"] == "ablation-house-python-mudman-trial00007"
+    assert seen["job_type"] == "trial"
+    build_tracker(OmegaConf.create(WANDB_CFG), {"method": {"algorithm": "baseline"}}, tmp_path)
+    assert seen["group"] == "g" and seen["job_type"] == "baseline" and seen["name"] is None

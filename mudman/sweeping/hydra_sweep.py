@@ -190,7 +190,9 @@ class OptunaGridSweep:
             for a in sys.argv[1:]
             if not a.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir="))
         ]
-        procs = []
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        make_storage(os.path.expanduser(storage), 10, 30)  # create the schema once, up front
+        procs, logs = [], []
         for worker in range(n_jobs):
             cmd = [
                 sys.executable,
@@ -201,7 +203,15 @@ class OptunaGridSweep:
                 f"hydra.sweeper.worker_id={worker}",
                 f"hydra.sweep.dir={sweep_dir}/worker{worker}",
             ]
-            procs.append(subprocess.Popen(cmd))
+            logs.append(sweep_dir / f"worker{worker}.log")
+            with logs[-1].open("w") as handle:
+                procs.append(subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT))
+            log.info("worker %d started (pid %d), log: %s", worker, procs[-1].pid, logs[-1])
         codes = [p.wait() for p in procs]
-        if any(codes):
-            raise RuntimeError(f"sweep workers exited with codes {codes}")
+        failed = [i for i, code in enumerate(codes) if code]
+        if failed:
+            tail = logs[failed[0]].read_text()[-3000:]
+            raise RuntimeError(
+                f"sweep workers {failed} failed (exit codes {codes}); "
+                f"end of {logs[failed[0]]}:\n{tail}"
+            )

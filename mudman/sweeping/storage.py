@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,21 +38,33 @@ def make_storage(
         )
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3
-            ),
-            engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
-        )
-    except Exception as err:
-        raise ConfigError(
-            f"hydra.sweeper.storage={mask_url(url)!r} is unreachable: {type(err).__name__}: "
-            f"{mask_url(str(err).splitlines()[0])}"
-        ) from err
+    engine_kwargs = (  # workers wait for each other's writes instead of "database is locked"
+        {"pool_pre_ping": True}
+        if url.startswith("postgresql")
+        else {"connect_args": {"timeout": 120}}
+    )
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+                engine_kwargs=engine_kwargs,
+            )
+        except Exception as err:
+            # two workers creating the schema at once: the loser sees a unique-constraint
+            # error; by the next attempt the tables exist
+            if "IntegrityError" in type(err).__name__ + str(err) and attempt < 2:
+                time.sleep(0.5)
+                continue
+            raise ConfigError(
+                f"hydra.sweeper.storage={mask_url(url)!r} is unreachable: {type(err).__name__}: "
+                f"{mask_url(str(err).splitlines()[0])}"
+            ) from err
+    raise AssertionError("unreachable")
 
 
 @contextmanager
