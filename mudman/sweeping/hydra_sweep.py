@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ class OptunaGridSweep:
     ) -> None:
         from hydra.core.plugins import Plugins
 
+        # ask/tell with heartbeats is what we want; Optuna's "experimental" notes are noise here
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
