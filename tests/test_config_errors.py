@@ -42,7 +42,7 @@ from .conftest import REPO
         ),
         (
             "method.algorithm=nope",
-            r"unknown method method.algorithm='nope'; allowed: baseline, circuit_breakers, .*mudman",
+            r"unknown method method.algorithm='nope'; allowed: baseline, .*mudman",
         ),
         ("unlearn_passes=32", r"unlearn_passes=32 is not divisible by the 5 passes"),
         ("relearn_passes=7", r"relearn_passes=7 must be a positive multiple of 2"),
