@@ -8,7 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 ARGS ?=
 
-.PHONY: venv assets run test test-slow lint clean-outputs
+MAIN_ASSETS := --only smollm2-135m --only python-stdlib --only wikipedia
+
+.PHONY: venv assets assets-main run test test-slow lint clean-outputs
 
 venv: $(VENV)/.installed
 
@@ -19,17 +21,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-assets: venv  ## prepare the offline model and corpora (idempotent, checksum-verified)
+assets: venv  ## prepare every offline asset, incl. the house model (~10 min once; idempotent)
 	$(OFFLINE) $(BIN)/python -m mudman.assets
 
-run: assets  ## the main job: one MUDMAN trial + baseline on SmolLM2-135M, offline, CPU ok
+assets-main: venv  ## only what the main job needs (SmolLM2, stdlib Python, Wikipedia)
+	$(OFFLINE) $(BIN)/python -m mudman.assets $(MAIN_ASSETS)
+
+run: assets-main  ## the main job: one MUDMAN trial + baseline on SmolLM2-135M, offline, CPU ok
 	$(OFFLINE) $(BIN)/python -m mudman experiment=quickstart $(ARGS)
 
 test: venv  ## lint + the offline test suite (tiny models built in code)
 	$(BIN)/ruff check mudman tests scripts
 	$(OFFLINE) WANDB_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
 
-test-slow: venv assets  ## also the opt-in tests on the real SmolLM2 asset
+test-slow: venv assets-main  ## also the opt-in tests on the real SmolLM2 asset
 	$(OFFLINE) WANDB_MODE=disabled $(BIN)/python -m pytest -q --run-slow $(ARGS)
 
 lint: venv
