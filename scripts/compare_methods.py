@@ -38,13 +38,14 @@ METHOD_OVERRIDES = {
         "method.retaining_rate=1e-3",
         "method.fork_every_n_loops=6",
     ],
-    "tar": [
+    "tar": [  # weight 1 explodes on SmolLM's large hidden states (paper tuned it in [1e-12, 1])
         "method.unlearning_rate=3e-3",
         "method.retaining_rate=1e-3",
         "method.fork_every_n_loops=6",
+        "method.representation_weight=1e-6",
     ],
     "gradient_difference": ["method.lr=3e-3"],
-    "circuit_breakers": ["method.lr=3e-2"],
+    "circuit_breakers": ["method.lr=3e-3"],
     "cir": ["method.unlearning_rate=2e-4"],
 }
 
