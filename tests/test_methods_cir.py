@@ -6,31 +6,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mudman.data.batching import TrialData
 from mudman.errors import ConfigError
 from mudman.methods import build_method
 from mudman.methods.cir import Recorder, mlp_modules
 from mudman.methods.components.collapse import principal_basis, rebuilt_weight_grad
-from mudman.methods.monitor import PassMonitor
-from mudman.models.targets import select_target_params
 from mudman.models.tiny import tiny_llama
 
-
-def make_data(seed: int = 0, n: int = 6, batch: int = 3, length: int = 16) -> TrialData:
-    gen = torch.Generator().manual_seed(seed)
-    batches = lambda k: [torch.randint(0, 257, (batch, length), generator=gen) for _ in range(k)]  # noqa: E731
-    return TrialData(batches(n), batches(n), batches(3), batches(3))
-
-
-def never_reject() -> PassMonitor:
-    return PassMonitor(lambda: {"forget_loss": 0.0, "retain_loss": 0.0}, 10**9, 1.0, 0.0)
-
-
-def prepare(model):
-    params = select_target_params(model, ["gate_proj"])
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in params)
-    return params
+from .method_helpers import make_data, never_reject, prepare
 
 
 def cir_cfg(compose, *overrides):

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from mudman.data.batching import TrialData
 from mudman.errors import ConfigError
 from mudman.methods import build_method
 from mudman.methods.components.adversaries import FullAdversaries, LoraAdversaries
@@ -18,27 +17,10 @@ from mudman.methods.components.selection import (
     only_shrinking_,
     signed_disruption,
 )
-from mudman.methods.monitor import PassMonitor
 from mudman.methods.mudman import unlearning_direction_
-from mudman.models.targets import select_target_params
 from mudman.models.tiny import tiny_llama
 
-
-def make_data(seed: int = 0, n: int = 6, batch: int = 3, length: int = 16) -> TrialData:
-    gen = torch.Generator().manual_seed(seed)
-    batches = lambda k: [torch.randint(0, 257, (batch, length), generator=gen) for _ in range(k)]  # noqa: E731
-    return TrialData(batches(n), batches(n), batches(3), batches(3))
-
-
-def never_reject() -> PassMonitor:
-    return PassMonitor(lambda: {"forget_loss": 0.0, "retain_loss": 0.0}, 10**9, 1.0, 0.0)
-
-
-def prepare(model):
-    params = select_target_params(model, ["gate_proj"])
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in params)
-    return params
+from .method_helpers import make_data, never_reject, prepare
 
 
 def method(compose, name: str = "mudman", *overrides: str):

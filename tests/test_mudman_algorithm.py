@@ -8,13 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mudman.data.batching import TrialData
 from mudman.losses import cross_entropy, neg_cross_entropy
 from mudman.methods import build_method
 from mudman.methods.monitor import PassMonitor
 from mudman.methods.mudman import unlearning_direction_
 from mudman.models.targets import select_target_params
 from mudman.models.tiny import tiny_gpt_neox, tiny_llama
+
+from .method_helpers import make_data, never_reject, prepare
 
 BASE_METHOD = dict(
     name="mudman",
@@ -35,23 +36,6 @@ BASE_METHOD = dict(
 
 def method_cfg(**changes):
     return OmegaConf.create({**BASE_METHOD, **changes})
-
-
-def make_data(seed: int = 0, n: int = 6, batch: int = 3, length: int = 16) -> TrialData:
-    gen = torch.Generator().manual_seed(seed)
-    batches = lambda k: [torch.randint(0, 257, (batch, length), generator=gen) for _ in range(k)]  # noqa: E731
-    return TrialData(batches(n), batches(n), batches(3), batches(3))
-
-
-def never_reject() -> PassMonitor:
-    return PassMonitor(lambda: {"forget_loss": 0.0, "retain_loss": 0.0}, 10**9, 1.0, 0.0)
-
-
-def prepare(model, targets=("gate_proj",)):
-    params = select_target_params(model, list(targets))
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in params)
-    return params
 
 
 def run_method(model, cfg, data, n_loops, monitor=None):
