@@ -34,11 +34,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     results_path = run_dir / "results.json"
     if results_path.exists() and not cfg.overwrite:
         raise ConfigError(f"{results_path} exists; pass overwrite=true to replace it")
-    validate_config(cfg)  # fail before W&B starts or any model loads
+    method = validate_config(cfg)  # fail before W&B starts or any model loads
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker = build_tracker(cfg.logger, resolved, run_dir)
     try:
-        record = run_trial(cfg, tracker)
+        record = run_trial(cfg, tracker, method)
     except BaseException:
         tracker.finish(failed=True)
         raise

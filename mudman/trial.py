@@ -27,6 +27,7 @@ from mudman.config import validate_config
 from mudman.data.batching import TrialData, build_trial_data
 from mudman.errors import TrialRejected
 from mudman.evaluation.lm_loss import forget_retain_losses
+from mudman.methods import UnlearningMethod
 from mudman.methods.monitor import PassMonitor
 from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 from mudman.models.targets import select_target_params
@@ -124,10 +125,15 @@ def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Track
     return {**record, "cached": False}
 
 
-def run_trial(cfg: DictConfig, tracker: Tracker | None = None) -> dict[str, Any]:
-    """Run one trial and return its results record (see README, "results.json")."""
+def run_trial(
+    cfg: DictConfig, tracker: Tracker | None = None, method: UnlearningMethod | None = None
+) -> dict[str, Any]:
+    """Run one trial and return its results record (see README, "results.json").
+
+    ``method`` is the already validated method when the caller checked the config first.
+    """
     tracker = tracker or NullTracker()
-    method = validate_config(cfg)  # before anything heavy
+    method = method or validate_config(cfg)  # before anything heavy
     timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
