@@ -12,6 +12,7 @@ from mudman.errors import ConfigError
 from mudman.methods import UnlearningMethod, build_method
 from mudman.models.loading import DTYPES
 from mudman.models.targets import validate_target_patterns
+from mudman.objectives import build_objective
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
@@ -63,4 +64,30 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         )
     method = build_method(cfg.method)
     method.n_loops(_int(cfg, "unlearn_passes", 0))
+    _check_retain_pause(cfg, method)
+    if not isinstance(cfg.attack.get("alternate_retain", False), bool):
+        raise ConfigError(
+            f"attack.alternate_retain={cfg.attack.get('alternate_retain')!r}; allowed: true, false"
+        )
+    build_objective(cfg.objective)
     return method
+
+
+def _check_retain_pause(cfg: DictConfig, method: UnlearningMethod) -> None:
+    """The appendix F.2 pause rule needs a soft limit below the hard one and a method that
+    can skip its unlearning step."""
+    pause = cfg.get("retain_pause_budget")
+    if pause is None:
+        return
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)):
+        raise ConfigError(f"retain_pause_budget={pause!r} must be null or a number")
+    if not 0 < pause < cfg.retain_loss_budget:
+        raise ConfigError(
+            f"retain_pause_budget={pause!r} must be > 0 and below retain_loss_budget="
+            f"{cfg.retain_loss_budget} (pause above the soft limit, reject above the hard one)"
+        )
+    if not method.supports_retain_pause:
+        raise ConfigError(
+            f"retain_pause_budget={pause!r} is not supported by method={cfg.method.name} "
+            f"(algorithm {cfg.method.algorithm}); allowed: null, or a MUDMAN-family method"
+        )

@@ -1,7 +1,9 @@
 """One trial, top to bottom: load, unlearn (with the retain-budget check), relearn, score.
 
-The objective is the minimum forget loss the relearning attack reaches (higher = more robust
-unlearning). A trial that breaks the retain budget or goes non-finite is *rejected*: it has no
+The objective (``conf/objective/``) is by default the minimum forget loss the relearning
+attack reaches (higher = more robust unlearning); the WMDP study's is multiple-choice accuracy
+after relearning (lower = better), with a capability guard probed during unlearning. A trial
+that breaks the retain budget, trips the guard or goes non-finite is *rejected*: it has no
 objective and is not a valid sample (Optuna records it as PRUNED).
 """
 
@@ -31,6 +33,7 @@ from mudman.methods import UnlearningMethod
 from mudman.methods.monitor import PassMonitor
 from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 from mudman.models.targets import select_target_params
+from mudman.objectives import Objective, build_objective
 from mudman.results import write_json_atomic
 from mudman.tracking.base import NullTracker, Tracker
 
@@ -52,6 +55,10 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
 
 
 def _bar(cfg: DictConfig, total: int, desc: str):
@@ -83,13 +90,17 @@ def attack(
             eval_every_passes=cfg.eval_every_passes,
             on_eval=on_eval,
             progress=bar,
+            retain_batches=data.relearn_retain if cfg.attack.get("alternate_retain") else None,
         )
     return result.forget_losses
 
 
 def baseline_key(cfg: DictConfig) -> str:
     """Everything the relearn-only baseline depends on (not the method)."""
-    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data", "attack")}
+    parts = {
+        k: OmegaConf.to_container(cfg[k], resolve=True)
+        for k in ("model", "data", "attack", "objective")
+    }
     parts.update(
         {
             k: cfg[k]
@@ -107,7 +118,9 @@ def baseline_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Tracker) -> dict:
+def run_baseline(
+    cfg: DictConfig, data: TrialData, device, dtype, tracker: Tracker, objective: Objective
+) -> dict:
     """Relearning on the untouched model, cached on disk: a sweep computes it once."""
     path = Path(cfg.paths.cache_dir).expanduser() / "baselines" / f"{baseline_key(cfg)}.json"
     if path.exists():
@@ -115,8 +128,10 @@ def run_baseline(cfg: DictConfig, data: TrialData, device, dtype, tracker: Track
     start = time.perf_counter()
     model, _ = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
     curve = attack(model, data, cfg, tracker, prefix="baseline")
+    scores = objective.score(model, curve)
     record = {
-        "objective": min(loss for _, loss in curve),
+        "objective": scores["objective"],
+        "scores": scores,
         "curve": curve,
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -134,6 +149,7 @@ def run_trial(
     """
     tracker = tracker or NullTracker()
     method = method or validate_config(cfg)  # before anything heavy
+    objective = build_objective(cfg.objective)
     timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
@@ -152,7 +168,7 @@ def run_trial(
     record: dict[str, Any] = {
         "status": "running",
         "objective": None,
-        "direction": "maximize",
+        "direction": str(cfg.objective.direction),
         "rejection": None,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
@@ -168,6 +184,23 @@ def run_trial(
     }
     losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
+    with timed(timings, "evaluation_setup_s"):
+        objective.prepare(tokenizer, device, cfg.paths.cache_dir)
+        initial_scores = objective.start(model)  # e.g. WMDP and MMLU of the untouched model
+    if initial_scores:
+        tracker.log({f"eval/{k}": v for k, v in initial_scores.items()}, step=0)
+
+    def log_eval(passes: int, values: dict[str, float]) -> None:
+        log.info("eval %4d passes: %s", passes, _fmt(values))
+        tracker.log({f"eval/{k}": v for k, v in values.items()}, step=passes)
+
+    def probe(passes: int) -> None:
+        try:
+            values = objective.probe(model, passes)
+        except TrialRejected as rejected:
+            log_eval(passes, rejected.losses)  # the values that tripped the guard
+            raise
+        log_eval(passes, values)
 
     def evaluate() -> dict[str, float]:
         return forget_retain_losses(model, data.forget_eval, data.retain_eval)
@@ -187,6 +220,8 @@ def run_trial(
         cfg.retain_loss_budget,
         losses["initial"]["retain_loss"],
         on_eval,
+        probes=[(objective.probe_every_passes, probe)] if objective.probe_every_passes else [],
+        pause_budget=cfg.get("retain_pause_budget"),
     )
     n_loops = method.n_loops(cfg.unlearn_passes)
     record["passes"] = {
@@ -202,15 +237,22 @@ def run_trial(
             _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar,
         ):
             method.unlearn(model, params, data, n_loops, monitor, progress=bar)
-            if n_loops and (not monitor.history or monitor.history[-1][0] != monitor.passes):
-                monitor.check()  # always judge the final weights
+            if n_loops:
+                monitor.finish()  # always judge the final weights
         losses["after_unlearning"] = (
             monitor.history[-1][1] if monitor.history else dict(losses["initial"])
         )
         with timed(timings, "relearning_s"):
             curve = attack(model, data, cfg, tracker, step_offset=monitor.passes)
         losses["after_relearning"] = {"forget_loss": curve[-1][1]}
-        record["objective"] = min(loss for _, loss in curve)
+        with timed(timings, "scoring_s"):
+            scores = objective.score(model, curve)
+        record["objective"] = scores["objective"]
+        record["scores"] = scores
+        record["objectives"] = dict(
+            zip(objective.names, objective.values(record), strict=True)
+        )
+        record["directions"] = objective.directions
         record["status"] = "completed"
         record["curves"] = {"relearning": curve}
     except TrialRejected as rejected:
@@ -221,6 +263,9 @@ def run_trial(
             "losses": rejected.losses,
         }
     record["passes"]["unlearning_done"] = monitor.passes
+    record["passes"]["paused_loops"] = monitor.paused_loops
+    if initial_scores:
+        record["evaluations"] = objective.history  # [passes, {task/metric: value}]
     record.setdefault("curves", {})["unlearning"] = [
         [passes, v["forget_loss"], v["retain_loss"]] for passes, v in monitor.history
     ]
@@ -230,7 +275,7 @@ def run_trial(
 
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timed(timings, "baseline_s"):
-            record["baseline"] = run_baseline(cfg, data, device, dtype, tracker)
+            record["baseline"] = run_baseline(cfg, data, device, dtype, tracker, objective)
     timings["total_s"] = round(time.perf_counter() - wall_start, 3)
     record["timings"] = timings
     summary = {"objective": record["objective"], "status": record["status"]}

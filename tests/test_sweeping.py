@@ -31,7 +31,7 @@ def spec_for(url, n_trials=5, seed=0, grace=2, **kw):
         name="s",
         storage_url=url,
         storage=make_storage(url, 1, grace),
-        direction="maximize",
+        directions=["maximize"],
         n_trials=n_trials,
         space=space,
         sampler=optuna.samplers.RandomSampler(seed=seed),

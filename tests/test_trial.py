@@ -21,7 +21,10 @@ def test_trial_completes_and_reports_every_phase(compose):
         "loops": 6,
         "relearning": 10,
         "unlearning_done": 30,
+        "paused_loops": 0,
     }
+    assert record["objectives"] == {"forget_loss": record["objective"]}
+    assert record["directions"] == ["maximize"] and record["direction"] == "maximize"
     curve = record["curves"]["relearning"]
     assert [passes for passes, _ in curve] == [10]
     assert record["objective"] == min(loss for _, loss in curve)

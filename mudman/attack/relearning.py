@@ -3,7 +3,9 @@
 Fixed for every method so results are comparable: 2 passes (fwd+bwd) per SGD step, fixed lr,
 re-seeded before it starts; forget loss evaluated on the fixed eval batch every
 ``eval_every_passes`` passes and at the end. The objective is the *minimum* forget loss seen,
-i.e. the attacker's best moment.
+i.e. the attacker's best moment. The WMDP study's variant alternates one forget step and one
+retain step (``retain_batches`` given), so the attack recovers knowledge without wrecking the
+model's general ability.
 """
 
 from __future__ import annotations
@@ -49,18 +51,22 @@ def relearn(
     eval_every_passes: int,
     on_eval: Callable[[int, float], None] | None = None,
     progress=None,
+    retain_batches: list[torch.Tensor] | None = None,
 ) -> RelearnResult:
-    """Fine-tune every parameter with SGD on the forget stream (cycled if short)."""
+    """Fine-tune every parameter with SGD on the forget stream (cycled if short); with
+    ``retain_batches``, odd steps use the forget stream and even steps the retain stream."""
     n_steps = check_relearn_passes(relearn_passes)
     for param in model.parameters():
         param.requires_grad_(True)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     result = RelearnResult()
-    batches = itertools.cycle(forget_batches)
+    forget_stream = itertools.cycle(forget_batches)
+    retain_stream = itertools.cycle(retain_batches) if retain_batches else None
     passes = 0
     model.train(False)  # deterministic: no dropout
     for step in range(1, n_steps + 1):
-        batch = next(batches)
+        on_retain = retain_stream is not None and step % 2 == 0
+        batch = next(retain_stream if on_retain else forget_stream)
         optimizer.zero_grad(set_to_none=True)
         cross_entropy(model(input_ids=batch).logits, batch).backward()
         optimizer.step()

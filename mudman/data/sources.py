@@ -16,10 +16,10 @@ SourceLoader = Callable[[DictConfig, str, "str | None"], list[str]]
 SOURCES: Registry[SourceLoader] = Registry("text source kind")
 
 
-def _read_jsonl(path: Path, field: str, key: str) -> list[str]:
+def _read_rows(path: Path, key: str) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{key}.path={str(path)!r}: file not found")
-    texts = []
+    rows = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -30,20 +30,63 @@ def _read_jsonl(path: Path, field: str, key: str) -> list[str]:
                 raise ConfigError(
                     f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})"
                 ) from err
-            if not isinstance(row, dict) or field not in row:
-                raise ConfigError(
-                    f"{key}.path={str(path)!r} line {lineno}: no field {key}.field={field!r}"
-                )
-            texts.append(str(row[field]))
-    if not texts:
+            if not isinstance(row, dict):
+                raise ConfigError(f"{key}.path={str(path)!r} line {lineno}: not a JSON object")
+            rows.append(row)
+    if not rows:
         raise ConfigError(f"{key}.path={str(path)!r} is empty")
+    return rows
+
+
+def select_rows(rows: list[dict], spec: DictConfig, key: str) -> list[dict]:
+    """Keep rows whose fields equal ``filter`` values and drop those listed in ``exclude``.
+
+    ``filter: {split: train}`` keeps one split; ``exclude: {title: [Algae, Anatomy]}`` drops
+    named rows (e.g. biology articles from a "non-biology English" retain set).
+    """
+    for kind in ("filter", "exclude"):
+        for column in spec.get(kind) or {}:
+            if rows and column not in rows[0]:
+                raise ConfigError(
+                    f"{key}.{kind}: field {column!r} is not in the rows; fields: {sorted(rows[0])}"
+                )
+    for column, wanted in (spec.get("filter") or {}).items():
+        rows = [row for row in rows if row.get(column) == wanted]
+    for column, unwanted in (spec.get("exclude") or {}).items():
+        drop = set(unwanted)
+        rows = [row for row in rows if row.get(column) not in drop]
+    if not rows:
+        raise ConfigError(f"{key}: no rows left after filter/exclude")
+    return rows
+
+
+def row_texts(rows: list[dict], spec: DictConfig, key: str, path: Path) -> list[str]:
+    """One text per row: ``spec.template`` (``"{term}: {text}"``) or the field ``spec.field``."""
+    template = spec.get("template")
+    field = spec.get("field", "text")
+    texts = []
+    for number, row in enumerate(rows, 1):
+        try:
+            texts.append(template.format(**row) if template else str(row[field]))
+        except KeyError as err:
+            what = f"{key}.template={template!r} needs" if template else f"no field {key}.field="
+            raise ConfigError(
+                f"{key}.path={str(path)!r} row {number}: {what}{err}; fields: {sorted(row)}"
+            ) from None
     return texts
+
+
+def _read_jsonl(path: Path, spec: DictConfig, key: str) -> list[str]:
+    rows = select_rows(_read_rows(path, key), spec, key)
+    texts = row_texts(rows, spec, key, path)
+    limit = spec.get("max_texts")
+    return texts[:limit] if limit else texts
 
 
 @SOURCES.register("jsonl")
 def load_jsonl(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
     """A user's own file: one JSON object per line, text in ``spec.field`` (default ``text``)."""
-    return _read_jsonl(Path(spec.path).expanduser(), spec.get("field", "text"), key)
+    return _read_jsonl(Path(spec.path).expanduser(), spec, key)
 
 
 @SOURCES.register("asset")
@@ -52,7 +95,7 @@ def load_asset(spec: DictConfig, key: str, cache_dir: str | None) -> list[str]:
     from mudman.assets import require_asset
 
     directory = require_asset(spec.asset, cache_dir)
-    return _read_jsonl(directory / spec.file, spec.get("field", "text"), key)
+    return _read_jsonl(directory / spec.file, spec, key)
 
 
 @SOURCES.register("hf")

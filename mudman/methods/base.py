@@ -20,6 +20,8 @@ METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 class UnlearningMethod(ABC):
     """A method reads its own ``method:`` config block and edits the targeted weights in place."""
 
+    supports_retain_pause: bool = False  # honours ``monitor.skip_unlearning()`` (appendix F.2)
+
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
 

@@ -74,6 +74,8 @@ def unlearning_direction_(
 class Mudman(UnlearningMethod):
     """MUDMAN and, through its switches, each ablation (no_masking, no_normalization, ...)."""
 
+    supports_retain_pause = True
+
     def passes_per_loop(self) -> int:
         if self.cfg.get("locate_once"):
             return 2  # only the retain pass: the unlearning gradient was located beforehand
@@ -157,6 +159,12 @@ class Mudman(UnlearningMethod):
                 options.accumulate_retain(n, g)
                 w.sub_(acc[n], alpha=c.retaining_rate)
                 options.follow(n, acc[n], c.retaining_rate)
+
+            if monitor.skip_unlearning():  # retain loss above the pause limit: retain only
+                monitor.count(self.passes_per_loop())
+                if progress is not None:
+                    progress.update(1)
+                continue
 
             if located is not None:  # locate-once: reuse the gradient of the initial model
                 grads = {n: g.clone() for n, g in located.items()}

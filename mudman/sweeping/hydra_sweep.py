@@ -37,7 +37,16 @@ from mudman.sweeping.storage import make_storage, mask_url
 
 log = logging.getLogger(__name__)
 
-TRIAL_ATTRS = ("status", "objective", "rejection", "losses", "passes", "timings", "baseline")
+TRIAL_ATTRS = (
+    "status",
+    "objective",
+    "objectives",
+    "rejection",
+    "losses",
+    "passes",
+    "timings",
+    "baseline",
+)
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[list[str]], list[str], list[str]]:
@@ -65,6 +74,22 @@ def trial_attrs(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         attrs["rejection_reason"] = record["rejection"]["reason"]
     attrs["run_dir"] = str(run_dir)
     return json.loads(json.dumps(attrs, default=str))
+
+
+def study_directions(cell_cfg: DictConfig) -> list[str]:
+    """The objective's directions; ``hydra.sweeper.direction``, if set, must agree with them."""
+    from mudman.objectives import build_objective
+
+    directions = build_objective(cell_cfg.objective).directions
+    wanted = cell_cfg.hydra.sweeper.get("direction")
+    if wanted is not None:
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        if wanted != directions:
+            raise ConfigError(
+                f"hydra.sweeper.direction={wanted} contradicts objective={cell_cfg.objective.name}"
+                f", which optimizes {directions}; leave hydra.sweeper.direction null"
+            )
+    return directions
 
 
 class OptunaGridSweep:
@@ -121,6 +146,7 @@ class OptunaGridSweep:
         )
         n_trials = int(sweeper.n_trials) if has_search else 1
         validate_config(cell_cfg)  # a bad cell fails here, not in every trial
+        directions = study_directions(cell_cfg)
         url = os.path.expanduser(str(sweeper.storage))
         worker = int(sweeper.get("worker_id") or 0)
         sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
@@ -132,7 +158,7 @@ class OptunaGridSweep:
             name=str(sweeper.study_name),
             storage_url=url,
             storage=make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period)),
-            direction=str(sweeper.direction),
+            directions=directions,
             n_trials=n_trials,
             space=space,
             sampler=instantiate(sampler_cfg),
@@ -164,7 +190,10 @@ class OptunaGridSweep:
             run_dir = Path(result.hydra_cfg.hydra.runtime.output_dir)
             record = json.loads((run_dir / "results.json").read_text())
             status = "rejected" if record["status"] == "rejected" else "completed"
-            return TrialOutcome(status, record.get("objective"), trial_attrs(record, run_dir))
+            value = record.get("objective")
+            if len(directions) > 1 and record.get("objectives"):
+                value = list(record["objectives"].values())
+            return TrialOutcome(status, value, trial_attrs(record, run_dir))
 
         study = run_study(spec, launch, heartbeat_interval=float(sweeper.heartbeat_interval))
         self._write_summary(study)
@@ -174,10 +203,16 @@ class OptunaGridSweep:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"study_name": study.study_name}
-        try:
-            summary.update(best_value=study.best_value, best_params=study.best_params)
-        except ValueError:
-            summary["best_value"] = None  # no completed trial yet
+        if len(study.directions) > 1:
+            summary["pareto_front"] = [
+                {"number": t.number, "values": t.values, "params": t.params}
+                for t in study.best_trials
+            ]
+        else:
+            try:
+                summary.update(best_value=study.best_value, best_params=study.best_params)
+            except ValueError:
+                summary["best_value"] = None  # no completed trial yet
         path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
         OmegaConf.save(OmegaConf.create(summary), path)
 

@@ -37,7 +37,7 @@ class TrialOutcome:
     """What one launched trial reported back."""
 
     status: str  # completed | rejected | failed
-    value: float | None = None
+    value: float | list[float] | None = None  # a list for a multi-objective study
     attrs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -50,7 +50,7 @@ class StudySpec:
     name: str
     storage_url: str
     storage: optuna.storages.BaseStorage
-    direction: str
+    directions: list[str]  # one per objective value (two for a multi-objective study)
     n_trials: int
     space: dict[str, Any]
     sampler: optuna.samplers.BaseSampler
@@ -60,21 +60,24 @@ class StudySpec:
 
 
 def open_study(spec: StudySpec) -> optuna.Study:
-    if spec.direction not in ("maximize", "minimize"):
+    bad = [d for d in spec.directions if d not in ("maximize", "minimize")]
+    if bad or not spec.directions:
         raise ConfigError(
-            f"hydra.sweeper.direction={spec.direction!r}; allowed: maximize, minimize"
+            f"hydra.sweeper.direction={spec.directions!r}; allowed: maximize, minimize"
         )
     study = optuna.create_study(
         study_name=spec.name,
         storage=spec.storage,
         sampler=spec.sampler,
-        direction=spec.direction,
+        directions=spec.directions,
         load_if_exists=True,
     )
-    if study.direction.name.lower() != spec.direction:
+    existing = [d.name.lower() for d in study.directions]
+    if existing != spec.directions:
         raise ConfigError(
-            f"study {spec.name!r} exists with direction {study.direction.name.lower()}, "
-            f"but hydra.sweeper.direction={spec.direction!r}"
+            f"study {spec.name!r} exists with directions {existing}, but this run optimizes "
+            f"{spec.directions} (objective or hydra.sweeper.direction changed: use a new "
+            "hydra.sweeper.study_name)"
         )
     for key, value in spec.attrs.items():
         study.set_user_attr(key, value)
@@ -162,9 +165,11 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> No
     for key, value in outcome.attrs.items():
         trial.set_user_attr(key, value)
     value = outcome.value
-    if outcome.status == "completed" and value is not None and math.isfinite(value):
+    values = value if isinstance(value, list) else [value]
+    finite = value is not None and all(v is not None and math.isfinite(v) for v in values)
+    if outcome.status == "completed" and finite:
         study.tell(trial, value)
-        log.info("trial %d: %.4f", trial.number, value)
+        log.info("trial %d: %s", trial.number, ", ".join(f"{v:.4f}" for v in values))
     elif outcome.status == "rejected" or (outcome.status == "completed" and value is not None):
         reason = outcome.attrs.get("rejection_reason") or f"non-finite objective {value}"
         trial.set_user_attr("rejection_reason", reason)

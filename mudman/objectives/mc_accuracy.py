@@ -1,0 +1,124 @@
+"""The WMDP study's objective: multiple-choice accuracy after relearning (minimize), with a guard.
+
+Every ``eval_every_passes`` unlearning passes both tasks are scored; the trial is pruned when
+the guard (general capability, the paper's MMLU without bio/health subjects at temperature 1)
+drops below its untouched-model value minus ``guard_allowance`` (1 pp in the paper). After the
+relearning attack, the target (WMDP-bio, temperature 0 accuracy) is the objective. With
+``multi_objective`` the study optimizes (guard after unlearning, maximize) and (target after
+relearning, minimize) and reports a Pareto front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mudman.errors import ConfigError, TrialRejected
+from mudman.objectives.base import OBJECTIVES, Objective
+
+METRICS = ("accuracy", "correct_letter_prob")
+ROLES = ("target", "guard")
+_EVALUATORS: dict[str, Any] = {}  # tokenized once per process: a sweep worker reuses them
+
+
+def _evaluator(spec: DictConfig, tokenizer, device: torch.device, cache_dir, batch_size: int):
+    from mudman.data.batching import tokenizer_fingerprint
+    from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator, load_task
+
+    spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
+    key = hashlib.sha256(
+        f"{spec_json}|{tokenizer_fingerprint(tokenizer)}|{device}|{batch_size}".encode()
+    ).hexdigest()
+    if key not in _EVALUATORS:
+        task = load_task(spec, cache_dir, key=f"objective.{spec.get('name', 'eval')}")
+        _EVALUATORS[key] = MultipleChoiceEvaluator(task, tokenizer, device, batch_size)
+    return _EVALUATORS[key]
+
+
+@OBJECTIVES.register("mc_accuracy")
+class MultipleChoiceAccuracy(Objective):
+    def validate(self) -> None:
+        super().validate()
+        c = self.cfg
+        for role in ROLES:
+            if not isinstance(c.get(role), DictConfig):
+                raise ConfigError(
+                    f"objective.{role} is not set; pick a task from conf/eval/, e.g. "
+                    f"eval@objective.{role}=mmlu_no_bio"
+                )
+        for key in ("metric", "guard_metric"):
+            if c.get(key) not in METRICS:
+                raise ConfigError(f"objective.{key}={c.get(key)!r}; allowed: {', '.join(METRICS)}")
+        every = c.get("eval_every_passes")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"objective.eval_every_passes={every!r} must be an integer >= 1")
+        allowance = c.get("guard_allowance")
+        if not isinstance(allowance, (int, float)) or isinstance(allowance, bool) or allowance < 0:
+            raise ConfigError(f"objective.guard_allowance={allowance!r} must be a number >= 0")
+        base = c.get("guard_base")
+        if base is not None and not (isinstance(base, (int, float)) and 0 <= base <= 1):
+            raise ConfigError(f"objective.guard_base={base!r}: null (measure) or in [0, 1]")
+        self.probe_every_passes = every
+        self.guard_limit: float | None = None
+
+    @property
+    def names(self) -> list[str]:
+        target = f"{self.cfg.target.name}_{self.cfg.metric}_after_relearning"
+        if not self.cfg.get("multi_objective"):
+            return [target]
+        return [f"{self.cfg.guard.name}_{self.cfg.guard_metric}_after_unlearning", target]
+
+    @property
+    def directions(self) -> list[str]:
+        if not self.cfg.get("multi_objective"):
+            return [str(self.cfg.direction)]
+        return ["maximize", str(self.cfg.direction)]
+
+    def prepare(self, tokenizer, device: torch.device, cache_dir: str | None) -> None:
+        batch = int(self.cfg.get("batch_size", 16))
+        self.evaluators = {
+            role: _evaluator(self.cfg[role], tokenizer, device, cache_dir, batch) for role in ROLES
+        }
+
+    def measure(self, model) -> dict[str, float]:
+        """Both metrics of both tasks, named ``<role>/<metric>``."""
+        return {
+            f"{role}/{metric}": value
+            for role, evaluator in self.evaluators.items()
+            for metric, value in evaluator(model).items()
+        }
+
+    def start(self, model) -> dict[str, float]:
+        values = self.measure(model)
+        self.history = [(0, values)]
+        base = self.cfg.get("guard_base")
+        base = values[f"guard/{self.cfg.guard_metric}"] if base is None else float(base)
+        self.guard_limit = base - float(self.cfg.guard_allowance)
+        return values
+
+    def probe(self, model, passes: int) -> dict[str, float]:
+        values = self.measure(model)
+        self.history.append((passes, values))
+        guard = values[f"guard/{self.cfg.guard_metric}"]
+        if self.guard_limit is not None and guard < self.guard_limit:
+            raise TrialRejected(
+                f"guard {self.cfg.guard.name} {self.cfg.guard_metric} {guard:.4f} < "
+                f"limit {self.guard_limit:.4f}",
+                passes,
+                values,
+            )
+        return values
+
+    def score(self, model, relearn_curve: list[tuple[int, float]]) -> dict[str, float]:
+        values = self.measure(model)
+        return {"objective": values[f"target/{self.cfg.metric}"], **values}
+
+    def values(self, record: dict[str, Any]) -> list[float]:
+        if not self.cfg.get("multi_objective"):
+            return [record["objective"]]
+        after_unlearning = self.history[-1][1]
+        return [after_unlearning[f"guard/{self.cfg.guard_metric}"], record["objective"]]
