@@ -69,7 +69,11 @@ def row_texts(rows: list[dict], spec: DictConfig, key: str, path: Path) -> list[
         try:
             texts.append(template.format(**row) if template else str(row[field]))
         except KeyError as err:
-            what = f"{key}.template={template!r} needs" if template else f"no field {key}.field="
+            what = (
+                f"{key}.template={template!r} needs field "
+                if template
+                else f"no field {key}.field="
+            )
             raise ConfigError(
                 f"{key}.path={str(path)!r} row {number}: {what}{err}; fields: {sorted(row)}"
             ) from None
