@@ -249,9 +249,7 @@ def run_trial(
             scores = objective.score(model, curve)
         record["objective"] = scores["objective"]
         record["scores"] = scores
-        record["objectives"] = dict(
-            zip(objective.names, objective.values(record), strict=True)
-        )
+        record["objectives"] = dict(zip(objective.names, objective.values(record), strict=True))
         record["directions"] = objective.directions
         record["status"] = "completed"
         record["curves"] = {"relearning": curve}

@@ -16,8 +16,8 @@ from mudman.config import validate_config
 from mudman.data.preprocess import PACK_CHARS, pack
 from mudman.data.sources import load_texts
 from mudman.errors import ConfigError, TrialRejected
-from mudman.methods.mudman import Mudman
 from mudman.methods.monitor import PassMonitor
+from mudman.methods.mudman import Mudman
 from mudman.models.tiny import tiny_llama
 from mudman.objectives import build_objective
 from mudman.objectives import mc_accuracy as mc_module
@@ -63,7 +63,7 @@ def test_pause_follows_the_last_retain_loss_and_rejection_keeps_the_hard_limit()
         paused.append(monitor.skip_unlearning())
     assert paused == [False, True, False]
     assert monitor.paused_loops == 1
-    with pytest.raises(TrialRejected, match="retain loss 1.2000 > budget limit 1.1000"):
+    with pytest.raises(TrialRejected, match=r"retain loss 1.2000 > budget limit 1.1000"):
         monitor.count(5)
 
 
