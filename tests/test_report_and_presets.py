@@ -55,6 +55,45 @@ def test_stats_use_the_last_n_valid_trials_and_flag_range_edges(tmp_path):
     assert stats.edge_warnings and "upper edge" in stats.edge_warnings[0]
 
 
+def test_multi_objective_study_reports_its_pareto_front(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/mo.db"
+    config = {
+        "model": {"name": "house"},
+        "data": {"name": "pile_bio"},
+        "method": {"name": "mudman"},
+        "objective": {"name": "mc_accuracy", "metric": "accuracy", "target": {"name": "go"}},
+    }
+    study = optuna.create_study(
+        study_name="wmdp-mo", storage=url, directions=["maximize", "minimize"]
+    )
+    study.set_user_attr("config", config)
+    names = {"guard_after_unlearning": 0, "go_accuracy_after_relearning": 0}
+    dist = optuna.distributions.FloatDistribution(1e-7, 1e-1, log=True)
+    # (guard, target): (0.5, 0.3) and (0.6, 0.4) are the front; (0.4, 0.5) is dominated
+    for lr, values in ((1e-3, [0.5, 0.3]), (1e-4, [0.6, 0.4]), (1e-2, [0.4, 0.5])):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"method.unlearning_rate": lr},
+                distributions={"method.unlearning_rate": dist},
+                values=values,
+                user_attrs={"objectives": names},
+            )
+        )
+    stats = study_stats(study, last_n=30)
+    assert stats.direction == "minimize" and stats.best_value == 0.3
+    assert stats.mean == pytest.approx(0.4)  # of the primary (last) value
+    assert [p["number"] for p in stats.pareto] == [0, 1]
+    assert stats.objective == "go accuracy after relearning"
+    out = tmp_path / "report"
+    assert report_main(["--storage", url, "--out", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    assert (
+        "Pareto front of wmdp-mo (guard_after_unlearning / go_accuracy_after_relearning)" in table
+    )
+    assert "| 0 | 0.5000 | 0.3000 | method.unlearning_rate=0.001 |" in table
+    assert (out / "wmdp-mo" / "pareto.png").stat().st_size > 5_000
+
+
 def test_report_writes_table_and_figures_from_storage(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/o.db"
     _fake_study(url, "mudman", [5.0, 6.0, 7.0])

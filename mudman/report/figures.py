@@ -53,7 +53,7 @@ def bar_chart(rows: list[StudyStats], path: Path, last_n: int) -> Path:
             ax.axvline(baseline, color="black", linestyle="--", label="baseline (relearn only)")
             ax.legend(loc="lower right", fontsize=7)
         ax.set_title(f"{model} / {data}", fontsize=9)
-        ax.set_xlabel(f"forget loss after relearning (mean of last {last_n} valid trials)")
+        ax.set_xlabel(f"{members[0].objective} (mean of last {last_n} valid trials)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -70,6 +70,8 @@ def study_plots(study: optuna.Study, directory: Path) -> list[Path]:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return []
+    if len(study.directions) > 1:
+        return [pareto_plot(study, directory / "pareto.png")]
     made = []
     plots = [("slice.png", ovm.plot_slice), ("history.png", ovm.plot_optimization_history)]
     if len(complete[0].params) > 1 and len(complete) >= 4:
@@ -81,3 +83,37 @@ def study_plots(study: optuna.Study, directory: Path) -> list[Path]:
         plt.close(figure)
         made.append(directory / name)
     return made
+
+
+def pareto_plot(study: optuna.Study, path: Path) -> Path:
+    """All completed trials of a two-objective study, the Pareto front joined by a line."""
+    plt = _pyplot()
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    names = list(complete[0].user_attrs.get("objectives") or ["value 0", "value 1"])
+    front = sorted(study.best_trials, key=lambda t: t.values[0])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(
+        [t.values[0] for t in complete],
+        [t.values[1] for t in complete],
+        c=[t.number for t in complete],
+        cmap="viridis_r",
+        s=18,
+        label="trials (dark = late)",
+    )
+    ax.plot(
+        [t.values[0] for t in front],
+        [t.values[1] for t in front],
+        "o-",
+        color="tab:red",
+        mfc="none",
+        label="Pareto front",
+    )
+    directions = [d.name.lower() for d in study.directions]
+    ax.set_xlabel(f"{names[0]} ({directions[0]})")
+    ax.set_ylabel(f"{names[1]} ({directions[1]})")
+    ax.set_title(study.study_name, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -16,7 +16,7 @@ class StudyStats:
     model: str | None
     data: str | None
     method: str | None
-    direction: str
+    direction: str  # of the primary value (the last one in a multi-objective study)
     n_complete: int
     n_pruned: int
     n_failed: int
@@ -28,6 +28,9 @@ class StudyStats:
     best_params: dict[str, Any] = field(default_factory=dict)
     baseline: float | None = None
     edge_warnings: list[str] = field(default_factory=list)
+    objective: str = "forget loss after relearning"  # what the values are, for axis labels
+    value_names: list[str] = field(default_factory=list)  # one per value (multi-objective)
+    pareto: list[dict[str, Any]] = field(default_factory=list)  # multi-objective front
 
 
 def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
@@ -64,15 +67,36 @@ def edge_warnings(trial: optuna.trial.FrozenTrial, margin: float = 0.05) -> list
     return warnings
 
 
+def objective_label(config: dict[str, Any]) -> str:
+    """What a study's primary value measures, from its stored config."""
+    objective = config.get("objective") or {}
+    if objective.get("name") == "mc_accuracy":
+        target = (objective.get("target") or {}).get("name", "target")
+        return f"{target} {objective.get('metric', 'accuracy')} after relearning"
+    return "forget loss after relearning"
+
+
 def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
+    """Mean ± SEM of the last N completed trials' primary value (the objective after
+    relearning; the last value of a multi-objective study), best trial, counts, Pareto front."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     complete = by_state[TrialState.COMPLETE]
-    mean, sem = mean_sem([t.value for t in complete[-last_n:]])
+    directions = [d.name.lower() for d in study.directions]
+    primary = [t.values[-1] for t in complete]
+    mean, sem = mean_sem(primary[-last_n:])
     config = study.user_attrs.get("config") or {}
     best = None
     if complete:
-        best = (max if study.direction.name == "MAXIMIZE" else min)(complete, key=lambda t: t.value)
+        pick = max if directions[-1] == "maximize" else min
+        best = pick(complete, key=lambda t: t.values[-1])
+    pareto = []
+    if len(directions) > 1 and complete:
+        pareto = [
+            {"number": t.number, "values": list(t.values), "params": dict(t.params)}
+            for t in sorted(study.best_trials, key=lambda t: t.values[0])
+        ]
+    names = (complete[0].user_attrs.get("objectives") or {}) if complete else {}
     baselines = [t.user_attrs.get("baseline_objective") for t in complete]
     baselines = [b for b in baselines if b is not None]
     return StudyStats(
@@ -80,7 +104,7 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
         model=(config.get("model") or {}).get("name"),
         data=(config.get("data") or {}).get("name"),
         method=(config.get("method") or {}).get("name"),
-        direction=study.direction.name.lower(),
+        direction=directions[-1],
         n_complete=len(complete),
         n_pruned=len(by_state[TrialState.PRUNED]),
         n_failed=len(by_state[TrialState.FAIL]),
@@ -88,8 +112,11 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
         last_n=min(last_n, len(complete)),
         mean=mean,
         sem=sem,
-        best_value=best.value if best else None,
+        best_value=best.values[-1] if best else None,
         best_params=dict(best.params) if best else {},
         baseline=baselines[0] if baselines else None,
         edge_warnings=edge_warnings(best) if best else [],
+        objective=objective_label(config),
+        value_names=list(names) or [f"value {i}" for i in range(len(directions))],
+        pareto=pareto,
     )

@@ -23,6 +23,15 @@ def markdown_table(rows: list[StudyStats]) -> str:
             f"| {r.last_n} | {_fmt(r.best_value)} | {_fmt(r.baseline)} | {r.n_complete} "
             f"| {r.n_pruned} | {r.n_failed} |"
         )
+    for r in rows:
+        if r.pareto:
+            lines += ["", f"Pareto front of {r.name} ({' / '.join(r.value_names)}):", ""]
+            lines += ["| trial | " + " | ".join(r.value_names) + " | parameters |"]
+            lines += ["|---|" + "---|" * len(r.value_names) + "---|"]
+            for point in r.pareto:
+                values = " | ".join(_fmt(v, 4) for v in point["values"])
+                params = ", ".join(f"{k}={v:.3g}" for k, v in point["params"].items())
+                lines.append(f"| {point['number']} | {values} | {params} |")
     warnings = [f"- {r.name}: {w}" for r in rows for w in r.edge_warnings]
     if warnings:
         lines += ["", "Search-range warnings (best trial at a range edge):", *warnings]
