@@ -346,3 +346,91 @@ def test_offline_pile_bio_uses_only_the_train_split_of_go_definitions():
     assert forget.asset == "go-definitions" and dict(forget.filter) == {"split": "train"}
     assert "Algae" in list(data.retain.offline.exclude.title)
     assert data.source == "offline"
+
+
+# ------------------------------------------------------------------ the offline WMDP-proxy preset
+def _questions(path):
+    rows = [
+        {
+            "question": f"Which term fits definition number {i}?",
+            "choices": [f"term {i}", f"term {i + 1}", f"term {i + 2}", f"term {i + 3}"],
+            "answer": i % 4,
+        }
+        for i in range(12)
+    ]
+    return _rows(path, rows)
+
+
+def _wmdp_offline(compose, tmp_path, *overrides):
+    questions = _questions(tmp_path / "questions.jsonl")
+    return compose(
+        "experiment=wmdp_offline",
+        "model=tiny-llama",
+        "data=jsonl",
+        "data.source=local",
+        "eval@objective.target=jsonl",
+        "eval@objective.guard=jsonl",
+        f"objective.target.local.path={questions}",
+        f"objective.guard.local.path={questions}",
+        "objective.target.limit=null",
+        "objective.guard.limit=8",
+        "objective.eval_every_passes=10",
+        "batch_size=4",
+        "context_len=32",
+        "unlearn_passes=20",
+        "relearn_passes=8",
+        "eval_every_passes=5",
+        "retain_loss_budget=10",
+        "retain_pause_budget=5",
+        *overrides,
+    )
+
+
+def test_offline_wmdp_preset_runs_a_short_trial(compose, tmp_path):
+    from mudman.trial import run_trial
+
+    cfg = _wmdp_offline(compose, tmp_path, "objective.guard_allowance=1.0", "compare_baseline=true")
+    record = run_trial(cfg)
+    assert record["status"] == "completed", record["rejection"]
+    assert record["direction"] == "minimize" and record["directions"] == ["minimize"]
+    assert [passes for passes, _ in record["evaluations"]] == [0, 10, 20]
+    assert set(record["evaluations"][0][1]) == {
+        "target/accuracy",
+        "target/correct_letter_prob",
+        "guard/accuracy",
+        "guard/correct_letter_prob",
+    }
+    assert record["objective"] == record["scores"]["target/accuracy"]
+    assert record["objective"] in {k / 12 for k in range(13)}  # 12 target questions
+    assert 0 <= record["baseline"]["objective"] <= 1
+    assert list(record["objectives"]) == ["jsonl_accuracy_after_relearning"]
+
+
+def test_offline_wmdp_preset_prunes_on_the_guard(compose, tmp_path):
+    from mudman.trial import run_trial
+
+    cfg = _wmdp_offline(
+        compose, tmp_path, "objective.guard_base=1.0", "objective.guard_allowance=0.0"
+    )
+    record = run_trial(cfg)
+    assert record["status"] == "rejected"
+    assert record["rejection"]["passes"] == 10
+    assert record["rejection"]["reason"].startswith("guard jsonl correct_letter_prob")
+    assert record["objective"] is None
+
+
+def test_multi_objective_trial_records_both_values(compose, tmp_path):
+    from mudman.trial import run_trial
+
+    cfg = _wmdp_offline(
+        compose,
+        tmp_path,
+        "objective.guard_allowance=1.0",
+        "objective.multi_objective=true",
+        "unlearn_passes=15",
+    )
+    record = run_trial(cfg)
+    assert record["directions"] == ["maximize", "minimize"]
+    guard_after_unlearning = record["evaluations"][-1][1]["guard/correct_letter_prob"]
+    assert record["evaluations"][-1][0] == 15  # final weights probed off the 10-pass grid
+    assert list(record["objectives"].values()) == [guard_after_unlearning, record["objective"]]

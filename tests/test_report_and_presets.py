@@ -141,3 +141,28 @@ def test_ablation_presets_compose_with_a_valid_space_per_variant(preset):
         if variant == "no_meta_learning":
             assert "method.adv_lr" not in space
         validate_config(cfg)  # budgets divide into loops, values in range
+
+
+@pytest.mark.parametrize("preset", ["wmdp", "wmdp_offline"])
+def test_wmdp_presets_compose_with_the_paper_settings(preset):
+    for variant in VARIANTS:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[f"experiment={preset}", f"method={variant}"],
+                return_hydra_config=True,
+            )
+        space = parse_space(OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True))
+        assert set(space) == (
+            set() if variant == "baseline" else {"method.unlearning_rate", "method.retaining_rate"}
+        )
+        assert cfg.objective.name == "mc_accuracy" and cfg.objective.direction == "minimize"
+        assert cfg.attack.alternate_retain is True
+        assert cfg.retain_pause_budget < cfg.retain_loss_budget
+        assert cfg.method.unlearning_loss == "neg_entropy"
+        validate_config(cfg)
+    if preset == "wmdp":
+        assert (cfg.unlearn_passes, cfg.relearn_passes, cfg.attack.lr) == (480, 240, 3e-4)
+        assert cfg.objective.eval_every_passes == 120 and cfg.objective.guard_allowance == 0.01
+        assert cfg.model.name == "llama-3.2-1b" and cfg.hydra.sweeper.n_trials == 300
+        assert cfg.objective.target.name == "wmdp_bio" and cfg.objective.guard.source == "hub"
