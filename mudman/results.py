@@ -28,6 +28,9 @@ def write_json_atomic(record: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+OBJECTIVE_MEANINGS = {"forget_loss": " (min forget loss during relearning)"}
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -55,11 +58,18 @@ def format_table(record: dict[str, Any]) -> str:
             f"REJECTED: {record['rejection']['reason']} "
             f"(after {record['rejection']['passes']} passes)"
         )
-    else:
-        lines.append(
-            f"objective (min forget loss during relearning, higher = more robust): "
-            f"{_fmt(record['objective'])}"
-        )
+    evaluations = record.get("evaluations") or []
+    if evaluations:
+        keys = list(evaluations[0][1])
+        lines.append("multiple-choice evaluations (passes: " + ", ".join(keys) + "):")
+        for passes, values in evaluations:
+            lines.append(f"  {passes:>5}: " + "  ".join(_fmt(values.get(k)) for k in keys))
+    better = "higher" if record.get("direction", "maximize") == "maximize" else "lower"
+    if record["status"] != "rejected":
+        for name, value in (record.get("objectives") or {"objective": record["objective"]}).items():
+            meaning = OBJECTIVE_MEANINGS.get(name, "")
+            lines.append(f"objective {name}{meaning}: {_fmt(value)}")
+        lines[-1] += f" ({better} = more robust unlearning)"
     if record.get("baseline"):
         base = record["baseline"]["objective"]
         line = f"baseline (same relearning, no unlearning): {_fmt(base)}"

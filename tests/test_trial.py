@@ -113,7 +113,7 @@ def test_results_json_and_refusal_to_overwrite(compose, tmp_path, capsys):
     assert saved["objective"] == record["objective"]
     assert saved["config"]["model"]["name"] == "tiny-llama"
     assert {"load_s", "unlearning_s", "relearning_s", "total_s"} <= set(saved["timings"])
-    assert "objective (min forget loss during relearning" in capsys.readouterr().out
+    assert "objective forget_loss (min forget loss during relearning): " in capsys.readouterr().out
     with pytest.raises(ConfigError, match="overwrite=true"):
         run(cfg, tmp_path)
     run(compose("overwrite=true"), tmp_path)
