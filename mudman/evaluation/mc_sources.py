@@ -126,6 +126,7 @@ def _required_path(spec: DictConfig, key: str) -> Path:
 def load_jsonl(spec: DictConfig, key: str, cache_dir: str | None) -> list[Question]:
     """Your own file: one JSON object per line with question, choices, answer (, subject)."""
     path = _required_path(spec, key)
+    _fields(spec, key)  # a bad `fields` key fails before the file is read
     return rows_to_questions(read_jsonl(path, key), spec, f"{key}.path={str(path)!r}")
 
 
