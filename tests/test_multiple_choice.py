@@ -556,14 +556,19 @@ def test_real_go_terms_are_disjoint_from_the_train_split():
 
 
 @pytest.mark.slow
-def test_real_smollm2_beats_chance_on_go_terms():
+def test_real_smollm2_batched_scores_equal_unpadded_scoring():
     from mudman.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(
         OmegaConf.load(CONF / "model" / "smollm2-135m.yaml"), torch.device("cpu"), torch.float32
     )
-    spec = OmegaConf.load(CONF / "eval" / "go_terms.yaml")
-    spec.limit = 40
-    evaluator = MultipleChoiceEvaluator(load_task(spec, None), tokenizer, batch_size=8)
+    spec = OmegaConf.load(CONF / "eval" / "mmlu_bio.yaml")
+    spec.limit = 6
+    task = load_task(spec, None)
+    evaluator = MultipleChoiceEvaluator(task, tokenizer, batch_size=6)
     assert evaluator.single_token  # " A" is one SmolLM2 token: one forward per question
-    assert evaluator(model)["accuracy"] > 0.5
+    got = evaluator.loglikelihoods(model)
+    reference = _reference_loglik(model, tokenizer, task)
+    assert torch.allclose(got, reference, atol=1e-4, rtol=0), (got - reference).abs().max()
+    metrics = evaluator(model)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 < metrics["correct_letter_prob"] < 1.0
