@@ -89,8 +89,10 @@ def continuations(question: Question) -> list[str]:
     return [f" {LETTERS[i]}" for i in range(len(question.choices))]
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-eval's ``_encode_pair`` for causal models.
+def encode_pairs(
+    tokenizer: Any, context: str, continuations: list[str]
+) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's ``_encode_pair`` for causal models, the context encoded once for all choices.
 
     Trailing spaces of the context move to the continuation; the continuation's tokens are the
     tail of ``encode(context + continuation)`` after as many tokens as ``encode(context)`` has, so
@@ -99,14 +101,21 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     """
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
-        continuation = context[-n_spaces:] + continuation
+        continuations = [context[-n_spaces:] + c for c in continuations]
         context = context[:-n_spaces]
-    whole = tokenizer.encode(context + continuation)
-    context_ids = tokenizer.encode(context)
-    continuation_ids = whole[len(context_ids) :]
-    if not context_ids or not continuation_ids:
-        raise ValueError(f"empty context or continuation tokens for continuation {continuation!r}")
-    return list(context_ids), list(continuation_ids)
+    context_ids = list(tokenizer.encode(context))
+    pairs = []
+    for continuation in continuations:
+        continuation_ids = list(tokenizer.encode(context + continuation))[len(context_ids) :]
+        if not context_ids or not continuation_ids:
+            raise ValueError(f"empty context or continuation tokens for {continuation!r}")
+        pairs.append((context_ids, continuation_ids))
+    return pairs
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """One (context, continuation) pair: see :func:`encode_pairs`."""
+    return encode_pairs(tokenizer, context, [continuation])[0]
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -204,7 +213,7 @@ class MultipleChoiceEvaluator:
             pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         self._pad_id = int(pad_id)
         encoded = [
-            [encode_pair(tokenizer, prompt, cont) for cont in continuations(q)]
+            encode_pairs(tokenizer, prompt, continuations(q))
             for prompt, q in zip(self.prompts, task.questions, strict=True)
         ]
         self.single_token = all(len(cont) == 1 for pairs in encoded for _, cont in pairs)
