@@ -327,7 +327,7 @@ def test_unknown_asset_name_lists_allowed(tmp_path):
     with pytest.raises(ValueError):
         require_asset("nope", tmp_path)
     assert ASSET_NAMES[:3] == ("smollm2-135m", "python-stdlib", "wikipedia")
-    assert set(ASSET_NAMES[3:]) == {"go-definitions", "house"}
+    assert set(ASSET_NAMES[3:]) == {"go-definitions", "house", "mmlu"}
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):

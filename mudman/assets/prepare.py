@@ -35,6 +35,7 @@ _MODULES = {
     "wikipedia": "mudman.assets.wikipedia",
     "go-definitions": "mudman.assets.go_definitions",
     "house": "mudman.assets.house",
+    "mmlu": "mudman.assets.mmlu",
 }
 MANIFEST_FORMAT = 1
 

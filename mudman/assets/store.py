@@ -24,6 +24,7 @@ ASSET_NAMES: tuple[str, ...] = (
     "wikipedia",
     "go-definitions",
     "house",
+    "mmlu",
 )
 MANIFEST_NAME = "manifest.json"
 CACHE_ENV_VAR = "MUDMAN_CACHE"
