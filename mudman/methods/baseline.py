@@ -7,6 +7,8 @@ from mudman.methods.base import METHODS, UnlearningMethod
 
 @METHODS.register("baseline")
 class Baseline(UnlearningMethod):
+    supports_retain_pause = True  # nothing to pause: study presets may set the rule for all
+
     def passes_per_loop(self) -> int:
         return 1
 
