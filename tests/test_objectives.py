@@ -434,3 +434,39 @@ def test_multi_objective_trial_records_both_values(compose, tmp_path):
     guard_after_unlearning = record["evaluations"][-1][1]["guard/correct_letter_prob"]
     assert record["evaluations"][-1][0] == 15  # final weights probed off the 10-pass grid
     assert list(record["objectives"].values()) == [guard_after_unlearning, record["objective"]]
+
+
+def test_multi_objective_hydra_sweep_end_to_end(tmp_path, text_files):
+    from .test_sweeping import _sweep
+
+    questions = _questions(tmp_path / "questions.jsonl")
+    proc = _sweep(
+        tmp_path,
+        text_files,
+        "experiment=wmdp_offline",
+        "data.source=local",
+        "eval@objective.target=jsonl",
+        "eval@objective.guard=jsonl",
+        f"objective.target.local.path={questions}",
+        f"objective.guard.local.path={questions}",
+        "objective.target.limit=null",
+        "objective.guard.limit=null",
+        "objective.eval_every_passes=15",
+        "objective.guard_allowance=1.0",
+        "objective.multi_objective=true",
+        "retain_loss_budget=10",
+        "retain_pause_budget=5",
+        "compare_baseline=false",
+        "unlearn_passes=15",
+        "relearn_passes=4",
+        n_trials=3,
+    )
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-3000:]
+    url = f"sqlite:///{tmp_path}/o.db"
+    study = optuna.load_study(study_name="wmdp-offline-tiny-llama-mudman", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and all(len(t.values) == 2 for t in complete)
+    assert set(complete[0].params) == {"method.unlearning_rate", "method.retaining_rate"}
+    assert study.best_trials
