@@ -185,7 +185,7 @@ def run_trial(
     losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
     with timed(timings, "evaluation_setup_s"):
-        objective.prepare(tokenizer, device, cfg.paths.cache_dir)
+        objective.prepare(tokenizer, device, cfg.paths.cache_dir, untouched_key=baseline_key(cfg))
         initial_scores = objective.start(model)  # e.g. WMDP and MMLU of the untouched model
     if initial_scores:
         tracker.log({f"eval/{k}": v for k, v in initial_scores.items()}, step=0)

@@ -200,6 +200,18 @@ def test_fixed_guard_base_and_multi_objective_values(monkeypatch):
     assert objective.values({"objective": scores["objective"]}) == [0.29, 0.3]
 
 
+def test_untouched_scores_are_measured_once_per_setup(monkeypatch, tmp_path):
+    first = _objective_with(monkeypatch, target=[_m(0.5, 0.4)], guard=[_m(0.3, 0.3)])
+    first.prepare(None, torch.device("cpu"), str(tmp_path), untouched_key="setup-a")
+    values = first.start(None)
+    second = _objective_with(monkeypatch, target=[], guard=[])  # would fail if measured again
+    second.prepare(None, torch.device("cpu"), str(tmp_path), untouched_key="setup-a")
+    assert second.start(None) == values and second.guard_limit == pytest.approx(0.29)
+    other = _objective_with(monkeypatch, target=[_m(0.6, 0.5)], guard=[_m(0.2, 0.2)])
+    other.prepare(None, torch.device("cpu"), str(tmp_path), untouched_key="setup-b")
+    assert other.start(None)["target/accuracy"] == 0.6
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -404,6 +416,9 @@ def test_offline_wmdp_preset_runs_a_short_trial(compose, tmp_path):
     assert record["objective"] in {k / 12 for k in range(13)}  # 12 target questions
     assert 0 <= record["baseline"]["objective"] <= 1
     assert list(record["objectives"]) == ["jsonl_accuracy_after_relearning"]
+    cached = list((tmp_path / "cache" / "baselines").glob("mc-*.json"))
+    assert len(cached) == 1  # the untouched model's scores, reused by the next trial
+    assert json.loads(cached[0].read_text()) == record["evaluations"][0][1]
 
 
 def test_offline_wmdp_preset_prunes_on_the_guard(compose, tmp_path):

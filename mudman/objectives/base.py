@@ -46,8 +46,18 @@ class Objective(ABC):
     def directions(self) -> list[str]:
         return [str(self.cfg.direction)]
 
-    def prepare(self, tokenizer, device: torch.device, cache_dir: str | None) -> None:  # noqa: B027
-        """Build whatever scoring needs once per trial (tokenized evaluation sets)."""
+    def prepare(  # noqa: B027 - optional hook
+        self,
+        tokenizer,
+        device: torch.device,
+        cache_dir: str | None,
+        untouched_key: str | None = None,
+    ) -> None:
+        """Build whatever scoring needs once per trial (tokenized evaluation sets).
+
+        ``untouched_key`` identifies the untouched model's setup (model, data, dtype, device):
+        measurements of the untouched model may be cached under it, as they never change.
+        """
 
     def start(self, model: nn.Module) -> dict[str, float]:
         """Measure the untouched model (logged at pass 0); may set the guard's base."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,7 +79,18 @@ class MultipleChoiceAccuracy(Objective):
             return [str(self.cfg.direction)]
         return ["maximize", str(self.cfg.direction)]
 
-    def prepare(self, tokenizer, device: torch.device, cache_dir: str | None) -> None:
+    def prepare(
+        self,
+        tokenizer,
+        device: torch.device,
+        cache_dir: str | None,
+        untouched_key: str | None = None,
+    ) -> None:
+        self.start_cache = None
+        if cache_dir and untouched_key:
+            spec = json.dumps(OmegaConf.to_container(self.cfg, resolve=True), sort_keys=True)
+            digest = hashlib.sha256(f"{untouched_key}|{spec}".encode()).hexdigest()[:20]
+            self.start_cache = Path(cache_dir).expanduser() / "baselines" / f"mc-{digest}.json"
         batch = int(self.cfg.get("batch_size", 16))
         self.evaluators = {
             role: _evaluator(self.cfg[role], tokenizer, device, cache_dir, batch) for role in ROLES
@@ -93,7 +105,15 @@ class MultipleChoiceAccuracy(Objective):
         }
 
     def start(self, model) -> dict[str, float]:
-        values = self.measure(model)
+        """Both tasks on the untouched model: measured once, then read from the cache."""
+        if self.start_cache is not None and self.start_cache.exists():
+            values = json.loads(self.start_cache.read_text())
+        else:
+            values = self.measure(model)
+            if self.start_cache is not None:
+                from mudman.results import write_json_atomic
+
+                write_json_atomic(values, self.start_cache)
         self.history = [(0, values)]
         base = self.cfg.get("guard_base")
         base = values[f"guard/{self.cfg.guard_metric}"] if base is None else float(base)
