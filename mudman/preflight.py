@@ -129,6 +129,10 @@ class PreflightCallback(Callback):
             needed = min_free_mb(config)
             check_output_dir(config.hydra.run.dir, "hydra.run.dir", needed)
             check_output_dir(config.paths.cache_dir, "paths.cache_dir", needed)
+            results = Path(config.hydra.run.dir).expanduser() / "results.json"
+            if results.exists() and not config.get("overwrite", False):
+                # refuse before Hydra rewrites the finished run's .hydra/ files
+                raise ConfigError(f"{results} exists; pass overwrite=true to replace it")
         except ConfigError as err:
             _fail(err)
 

@@ -106,7 +106,6 @@ class OptunaGridSweep:
                 studies.append(self._run_cell([*fixed, *cell], search))
             return studies
         except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
-            log.error("%s", err)
             print(f"Error: {redact_text(str(err))}", file=sys.stderr)
             sys.exit(2)
 
@@ -131,13 +130,8 @@ class OptunaGridSweep:
 
         cell_cfg = self._cell_config(cell_overrides)
         sweeper = cell_cfg.hydra.sweeper
-        raw_params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
-        if not isinstance(raw_params, dict):
-            raise ConfigError(
-                f"hydra.sweeper.params={raw_params!r} is not a mapping; allowed: "
-                "{key: expression}, e.g. {method.unlearning_rate: 'tag(log, interval(1e-5, 1e-2))'}"
-            )
-        params = dict(raw_params)
+        params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
+        space = parse_space(params)  # refuses a params: that is not a mapping
         for text in search:
             key, _, expression = text.partition("=")
             params[key] = expression
@@ -148,9 +142,10 @@ class OptunaGridSweep:
         n_trials = int(sweeper.n_trials) if has_search else 1
         validate_config(cell_cfg)  # a bad cell fails here, not in every trial
         check_space(cell_cfg, space)  # every key exists; each range's ends pass validation
+        url = os.path.expanduser(str(sweeper.storage))
+        storage = make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period))
         check_model(cell_cfg)  # model config + module tree, then data: still no weights
         check_data(cell_cfg)
-        url = os.path.expanduser(str(sweeper.storage))
         worker = int(sweeper.get("worker_id") or 0)
         sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
         if sampler_cfg.get("seed") is not None:
@@ -160,7 +155,7 @@ class OptunaGridSweep:
         spec = StudySpec(
             name=str(sweeper.study_name),
             storage_url=url,
-            storage=make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period)),
+            storage=storage,
             direction=str(sweeper.direction),
             n_trials=n_trials,
             space=space,

@@ -57,6 +57,11 @@ def parse_distribution(key: str, expression: str) -> optuna.distributions.BaseDi
 
 def parse_space(params: dict[str, Any] | None) -> dict[str, Any]:
     """All ``params:`` entries; values are distributions or fixed values."""
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(
+            f"hydra.sweeper.params={params!r} is not a mapping; allowed: key: expression, "
+            "e.g. {method.unlearning_rate: 'tag(log, interval(1e-5, 1e-2))'}"
+        )
     return {key: parse_distribution(key, str(expr)) for key, expr in (params or {}).items()}
 
 
