@@ -14,6 +14,7 @@ small for the batches: not after the model loaded, or an hour into the compute.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError
 
@@ -77,6 +78,9 @@ def max_positions(config: Any) -> int | None:
     return None
 
 
+_CHECKED_MODELS: set[str] = set()  # a sweep's trials share model and targets: check once
+
+
 def check_model(cfg: DictConfig) -> None:
     """Context length and ``target_modules`` against the model's config and module tree."""
     import torch
@@ -84,6 +88,14 @@ def check_model(cfg: DictConfig) -> None:
 
     from mudman.models.loading import load_model_config
     from mudman.models.targets import select_target_params
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    targets = cfg.target_modules
+    if OmegaConf.is_config(targets):
+        targets = OmegaConf.to_container(targets, resolve=True)
+    key = json.dumps([model, targets, cfg.context_len, str(cfg.paths.cache_dir)], default=str)
+    if key in _CHECKED_MODELS:
+        return
 
     config = load_model_config(cfg.model, cfg.paths.cache_dir)
     limit = max_positions(config)
@@ -97,6 +109,7 @@ def check_model(cfg: DictConfig) -> None:
             config, trust_remote_code=cfg.model.get("trust_remote_code", False) is True
         )
     select_target_params(skeleton, cfg.target_modules)
+    _CHECKED_MODELS.add(key)
 
 
 def check_data(cfg: DictConfig) -> None:

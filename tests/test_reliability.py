@@ -8,6 +8,7 @@ and tests/test_sweeping_postgres.py.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "WANDB_MODE": "disabled",
         "MUDMAN_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",  # tiny models: more threads only contend on a shared machine
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         **extra,
     }
@@ -307,17 +309,21 @@ def test_wandb_unreachable_online_falls_back_to_offline_once_per_process(
 
 
 # ------------------------------------------------------------------ memory over a long sweep
-def test_memory_stays_flat_over_twenty_trials_in_one_process(compose, tmp_path):
+def test_memory_stays_flat_over_twenty_trials_in_one_process(compose, tmp_path, capsys):
     from mudman.cli import run
     from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
     from mudman.sweeping.space import parse_space
     from mudman.sweeping.storage import make_storage
 
+    base = compose("unlearn_passes=5", "relearn_passes=2", "eval_every_passes=5")
     url = f"sqlite:///{tmp_path}/o.db"
     rss: dict[int, float] = {}
 
     def trial_fn(overrides: list[str], number: int) -> TrialOutcome:
-        cfg = compose(*overrides, "unlearn_passes=10", "relearn_passes=4", "eval_every_passes=5")
+        cfg = copy.deepcopy(base)  # what Hydra's per-trial composition hands the task
+        for override in overrides:
+            key, _, value = override.partition("=")
+            OmegaConf.update(cfg, key, float(value))
         record = run(cfg, tmp_path / f"trial{number}")
         rss[number + 1] = process_memory()["rss_mb"]
         return TrialOutcome("completed", record["objective"])
@@ -331,7 +337,13 @@ def test_memory_stays_flat_over_twenty_trials_in_one_process(compose, tmp_path):
         space=parse_space({"method.unlearning_rate": "tag(log, interval(1e-4, 1e-1))"}),
         sampler=optuna.samplers.RandomSampler(seed=0),
     )
-    run_study(spec, trial_fn, heartbeat_interval=10)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only add contention on a shared machine
+    try:
+        run_study(spec, trial_fn, heartbeat_interval=10)
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
     assert len(rss) == 20
     growth = rss[20] - rss[5]
     assert growth < 30, f"RSS grew {growth:.1f} MiB from trial 5 to 20: {rss}"
