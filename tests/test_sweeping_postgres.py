@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -17,7 +18,7 @@ from optuna.trial import TrialState
 
 from mudman.sweeping.storage import make_storage
 
-from .test_sweeping import _worker
+from .test_sweeping import _worker, assert_study_intact, run_with_random_kills
 
 PG_BIN = (
     next(
@@ -40,7 +41,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres_server():
+    """A PostgreSQL server on loopback for this module: its base URL (no database)."""
     if PG_BIN is None:
         pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
     as_user: list[str] = []
@@ -75,13 +77,25 @@ def postgres_url():
         "start",
     )
     try:
-        run(
-            str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mudman"
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/mudman"
+        yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database per test on the module's server."""
+    import sqlalchemy
+
+    name = f"mudman_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(
+        f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool
+    )
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres_server}/{name}"
 
 
 def test_two_workers_share_one_postgres_study(postgres_url):
@@ -99,3 +113,10 @@ def test_two_workers_share_one_postgres_study(postgres_url):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
     assert sorted(t.number for t in study.trials) == list(range(12))
     assert len({t.params["x"] for t in study.trials}) == 12  # distinct sampler seeds
+
+
+def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(postgres_url, tmp_path):
+    make_storage(postgres_url, 1, 3)
+    killed = run_with_random_kills(postgres_url, tmp_path)
+    orphans = assert_study_intact(postgres_url, 12, tmp_path / "runs")
+    assert killed == 4 and len(orphans) >= 1
