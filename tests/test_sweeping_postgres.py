@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,6 +20,7 @@ from optuna.trial import TrialState
 
 from mudman.sweeping.storage import make_storage
 
+from .conftest import REPO
 from .test_sweeping import _worker, assert_study_intact, run_with_random_kills
 
 PG_BIN = (
@@ -120,3 +123,72 @@ def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(post
     killed = run_with_random_kills(postgres_url, tmp_path)
     orphans = assert_study_intact(postgres_url, 12, tmp_path / "runs")
     assert killed == 4 and len(orphans) >= 1
+
+
+def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_path, text_files):
+    """A password-bearing storage URL and tokens, through a real sweep with W&B offline."""
+    secrets = {
+        "password": "PG_pw_5ecret_771",
+        "hf": "hf_TOKEN_5ecret_772",
+        "wandb": "wandb_KEY_5ecret_773",
+    }
+    url = postgres_url.replace("postgres@", f"postgres:{secrets['password']}@")  # trust auth
+    env = {
+        **os.environ,
+        "MUDMAN_OPTUNA_STORAGE": url,
+        "HF_TOKEN": secrets["hf"],
+        "WANDB_API_KEY": secrets["wandb"],
+        "WANDB_MODE": "offline",
+        "MUDMAN_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [
+        "-m",
+        "hydra/sweeper=mudman_optuna",
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        "logger=wandb",
+        "logger.mode=offline",
+        "+model.token=${oc.env:HF_TOKEN}",  # a token reaching the config by interpolation
+        "progress=false",
+        "batch_size=4",
+        "context_len=32",
+        "unlearn_passes=5",
+        "relearn_passes=2",
+        "eval_every_passes=5",
+        "compare_baseline=false",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.study_name=secrets",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        "method.unlearning_rate=tag(log, interval(1e-4, 1e-1))",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "mudman", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    study = optuna.load_study(study_name="secrets", storage=postgres_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert "postgresql://postgres:***@" in output  # it says where, masked
+    files = [p for p in (tmp_path / "sweep").rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"results.json", "mudman.log", "hydra.yaml", "config.yaml"} <= names
+    assert any(p.suffix == ".wandb" for p in files)  # W&B's offline run was written
+    records = [
+        output,
+        json.dumps(study.user_attrs),
+        json.dumps(study._storage.get_study_system_attrs(study._study_id)),
+        *(json.dumps([t.user_attrs, t.system_attrs, t.params]) for t in study.trials),
+    ]
+    for name, secret in secrets.items():
+        assert not any(secret in text for text in records), name
+        leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
+        assert not leaked, (name, leaked)
