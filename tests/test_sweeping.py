@@ -362,6 +362,10 @@ def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
     assert got.count(TrialState.COMPLETE) == 4, output[-2000:]
     assert got.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in got
     assert all(study.trials[n].state == TrialState.COMPLETE for n in done_before)
+    for trial in study.trials:  # results intact: each completed trial's file matches its value
+        if trial.state == TrialState.COMPLETE:
+            record = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())
+            assert record["objective"] == trial.value == trial.user_attrs["objective"]
 
 
 def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files):
