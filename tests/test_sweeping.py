@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -167,6 +168,20 @@ def test_orphaned_running_trial_is_failed_and_redone_with_same_params(tmp_path):
     assert got.count(TrialState.COMPLETE) == 2 and got.count(TrialState.FAIL) == 1
     assert study.trials[0].state == TrialState.FAIL
     assert f"x={orphan_x}" in params[0]  # the redo re-used the orphan's parameters
+
+
+def test_a_late_report_for_a_trial_already_marked_orphan_is_dropped(tmp_path, caplog):
+    from mudman.sweeping.runner import _tell
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = spec_for(url, n_trials=1)
+    study = optuna.create_study(study_name="s", storage=spec.storage, direction="maximize")
+    trial = study.ask()  # a worker froze past grace_period; another one failed its trial:
+    spec.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    with caplog.at_level(logging.WARNING):
+        _tell(study, trial, TrialOutcome("completed", 1.0, {"objective": 1.0}))  # no crash
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert "already marked FAIL as an orphan" in caplog.text
 
 
 def _worker(url, seed, out):
