@@ -233,3 +233,30 @@ def test_malformed_search_spaces_name_key_value_and_allowed(compose):
     with pytest.raises(ConfigError, match=r"params.unlearn_passes: its choice 32 is not allowed"):
         check_space(cfg, parse_space({"unlearn_passes": "choice(30, 32)"}))
     check_space(cfg, parse_space({"method.adv_lr": "tag(log, interval(1e-3, 0.1))", "+x.y": "1"}))
+
+
+def test_every_ablation_preset_space_passes_the_study_start_checks():
+    """The study-start checks must not refuse a real search space (no false alarms)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mudman.sweeping.space import check_space, parse_space
+
+    from .conftest import CONF
+
+    presets = sorted(p.stem for p in (CONF / "experiment" / "ablation").glob("*.yaml"))
+    every = ("mudman", "no_masking", "no_normalization", "no_meta_learning", "tar")
+    cells = [("house_python", v) for v in every] + [  # other presets differ in the rate ranges
+        (p, v) for p in presets if p != "house_python" for v in ("mudman", "no_normalization")
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for preset, variant in cells:
+            cfg = hydra_compose(
+                "config",
+                overrides=[f"experiment=ablation/{preset}", f"method={variant}"],
+                return_hydra_config=True,
+            )
+            params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+            assert params, (preset, variant)
+            check_space(cfg, parse_space(params))

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
 from typing import Any
@@ -107,6 +106,8 @@ def check_space(cfg: DictConfig, space: dict[str, Any]) -> None:
     """
     from mudman.config import validate_config
 
+    task = OmegaConf.to_container(cfg, resolve=False)  # the task's keys; Hydra's are not checked
+    task.pop("hydra", None)
     for key, dist in space.items():
         if key.startswith(("+", "~")):
             continue
@@ -126,8 +127,8 @@ def check_space(cfg: DictConfig, space: dict[str, Any]) -> None:
             )
         if OmegaConf.is_config(current):
             continue  # a config group (method=choice(a,b)): composed per trial
+        trial_cfg = OmegaConf.create(task)
         for end, value in _ends(dist):
-            trial_cfg = copy.deepcopy(cfg)
             OmegaConf.update(trial_cfg, key, value, merge=False)
             try:
                 validate_config(trial_cfg)
