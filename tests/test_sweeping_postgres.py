@@ -122,7 +122,7 @@ def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(post
     make_storage(postgres_url, 1, 3)
     killed = run_with_random_kills(postgres_url, tmp_path)
     orphans = assert_study_intact(postgres_url, 12, tmp_path / "runs")
-    assert killed == 4 and len(orphans) >= 1
+    assert killed == 4 and len(orphans) >= killed  # every kill landed mid-trial
 
 
 def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_path, text_files):
