@@ -376,10 +376,14 @@ def test_pickle_checkpoints_are_refused_unless_allowed(compose, tmp_path):
     assert model.model.embed_tokens.weight.shape[0] == 257
 
 
-def test_trust_remote_code_is_off_and_weights_are_safetensors_only(trained_tiny_dir, monkeypatch):
+def test_trust_remote_code_is_off_and_weights_are_safetensors_only(tmp_path, monkeypatch):
     import transformers
 
     from mudman.models.loading import load_model_and_tokenizer
+    from mudman.models.tiny import byte_tokenizer, tiny_llama
+
+    tiny_llama().save_pretrained(tmp_path)  # safetensors
+    byte_tokenizer().save_pretrained(tmp_path)
 
     seen = {}
     real = transformers.AutoModelForCausalLM.from_pretrained
@@ -389,7 +393,7 @@ def test_trust_remote_code_is_off_and_weights_are_safetensors_only(trained_tiny_
         return real(location, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
-    cfg = OmegaConf.create({"name": "x", "path": str(trained_tiny_dir), "dtype": "float32"})
+    cfg = OmegaConf.create({"name": "x", "path": str(tmp_path), "dtype": "float32"})
     load_model_and_tokenizer(cfg, torch.device("cpu"), torch.float32)  # keys missing: both off
     assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
     for yaml in (REPO / "conf" / "model").glob("*.yaml"):
