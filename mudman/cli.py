@@ -27,7 +27,9 @@ CONFIG_DIR = str(
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one trial into ``run_dir`` (separate from Hydra so tests can call it directly)."""
     from mudman.config import validate_config
-    from mudman.results import format_table, write_json_atomic
+    from mudman.preflight import preflight
+    from mudman.redaction import redact
+    from mudman.results import format_table, process_memory, write_json_atomic
     from mudman.tracking import build_tracker
     from mudman.trial import run_trial
 
@@ -35,7 +37,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if results_path.exists() and not cfg.overwrite:
         raise ConfigError(f"{results_path} exists; pass overwrite=true to replace it")
     method = validate_config(cfg)  # fail before W&B starts or any model loads
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    preflight(cfg, run_dir)  # disk, model config and module tree, data: still no weights
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))  # no tokens in W&B or results
     tracker = build_tracker(cfg.logger, resolved, run_dir)
     try:
         record = run_trial(cfg, tracker, method)
@@ -44,7 +47,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     tracker.finish()
     record["config"] = resolved
-    write_json_atomic(record, results_path)
+    record["memory"] = process_memory()
+    write_json_atomic(redact(record), results_path)
     print(format_table(record))
     print(f"results: {results_path}")
     return record

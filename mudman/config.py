@@ -5,7 +5,11 @@ Every message names the key, the offending value and what is allowed.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from mudman.attack.relearning import check_relearn_passes
 from mudman.errors import ConfigError
@@ -36,6 +40,64 @@ def _select(cfg: DictConfig, dotted: str):
     return node
 
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@cache
+def _group_defaults(group: str, name: str) -> dict[str, Any]:
+    """A config group option's own YAML, merged over the options it lists in ``defaults``."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    merged: dict[str, Any] = {}
+    for parent in node.pop("defaults", None) or []:
+        if isinstance(parent, str) and parent != "_self_":
+            merged.update(_group_defaults(group, parent))
+    merged.update(node)
+    return merged
+
+
+def _kind(value: Any) -> str | None:
+    """The type family a shipped default stands for (``None``: anything goes)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return None  # strings and nulls: each method checks those values itself
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if kind == "a number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "a list":
+        return isinstance(value, (list, tuple)) or OmegaConf.is_list(value)
+    return isinstance(value, dict) or OmegaConf.is_dict(value)
+
+
+def check_types(node: DictConfig, group: str, name: str) -> None:
+    """Wrong types (``method.retain_momentum=abc``) fail with the key, value and type allowed.
+
+    The shipped YAML of the selected option is the schema: a key whose default is a number
+    takes a number, a boolean takes true/false. Options without a YAML are not checked here.
+    """
+    for key, default in _group_defaults(group, name).items():
+        kind = _kind(default)
+        if kind is None or key not in node or node.get(key) is None:
+            continue
+        value = node.get(key)
+        if not _fits(value, kind):
+            raise ConfigError(
+                f"{group}.{key}={value!r} has the wrong type; allowed: {kind} (default {default!r})"
+            )
+
+
 def validate_config(cfg: DictConfig) -> UnlearningMethod:
     """Validate everything checkable without loading; return the built method."""
     _int(cfg, "batch_size", 1)
@@ -55,6 +117,10 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         raise ConfigError(f"dtype={cfg.dtype!r} is not allowed; allowed: auto, {', '.join(DTYPES)}")
     if cfg.model.get("dtype") not in DTYPES:
         raise ConfigError(f"model.dtype={cfg.model.get('dtype')!r}; allowed: {', '.join(DTYPES)}")
+    for flag in ("trust_remote_code", "allow_pickle"):  # security switches: off unless true
+        value = cfg.model.get(flag, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"model.{flag}={value!r}; allowed: true or false (default false)")
     validate_target_patterns(cfg.target_modules)
     sources = [k for k in ("offline", "hub", "local") if cfg.data.forget.get(k) is not None]
     if cfg.data.source not in sources:
@@ -62,6 +128,7 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
             f"data.source={cfg.data.source!r} is not available for data={cfg.data.name}; "
             f"allowed: {', '.join(sources)}"
         )
+    check_types(cfg.method, "method", str(cfg.method.get("name")))
     method = build_method(cfg.method)
     method.n_loops(_int(cfg, "unlearn_passes", 0))
     _check_retain_pause(cfg, method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -9,23 +10,53 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (thread-safe)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # briefly set (restrictive, never looser) and restore
     os.umask(mask)
     return mask
 
 
 def write_json_atomic(record: dict[str, Any], path: Path) -> None:
-    """Write via a temp file + rename, so a kill never leaves a half-written results.json.
+    """Write via a temp file + fsync + rename: a kill or crash never leaves a partial file.
 
-    ``mkstemp`` creates files readable by the owner only; restore the usual umask-based mode.
+    Readers see the old file or the new one, never a mix. ``mkstemp`` creates files readable by
+    the owner only; the usual umask-based mode is restored. A failed write (disk full) removes
+    its temp file and re-raises.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2, default=str)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=2, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def process_memory() -> dict[str, float | None]:
+    """This process's resident memory now and at its peak (MiB): a sweep's memory must stay flat."""
+    import resource
+
+    try:  # Linux; elsewhere only the peak is known
+        with open("/proc/self/statm") as handle:
+            rss = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        rss = None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"rss_mb": None if rss is None else round(rss, 1), "peak_rss_mb": round(peak, 1)}
 
 
 OBJECTIVE_MEANINGS = {"forget_loss": " (min forget loss during relearning)"}

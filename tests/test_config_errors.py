@@ -110,3 +110,153 @@ def test_cli_misspelled_key_is_refused(tmp_path):
     result = _cli("unlearn_pases=30", cache=str(tmp_path))
     assert result.returncode != 0
     assert "unlearn_pases" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "method.retain_momentum=abc",
+            r"method.retain_momentum='abc' has the wrong type; allowed: a number \(default 0.9\)",
+        ),
+        ("method.masking=maybe", r"method.masking='maybe' has the wrong type; allowed: true or"),
+        ("method.unlearning_loss_kwargs=5", r"unlearning_loss_kwargs=5 has the wrong .* a mapping"),
+        ("batch_size=abc", r"batch_size='abc' must be an integer >= 1"),
+        ("context_len=1.5", r"context_len=1.5 must be an integer >= 2"),
+        ("model.trust_remote_code=yes", r"model.trust_remote_code='yes'; allowed: true or false"),
+        ("model.allow_pickle=1", r"model.allow_pickle=1; allowed: true or false"),
+    ],
+)
+def test_wrong_types_name_the_key_the_value_and_the_type(compose, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(override))
+
+
+WRONG_SCHEMA = '{"code": "def f(): pass"}\n'
+
+
+def _no_weights_dir(path):
+    path.mkdir()
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            lambda d: ["model.max_context=null", "context_len=300"],
+            r"context_len=300 is longer than model tiny-llama's max_position_embeddings=256 "
+            r"\(from its config.json\); allowed: 2..256",
+        ),
+        (
+            lambda d: ["target_modules=[dense_h_to_4h]"],
+            r"target_modules item 'dense_h_to_4h' matches no module of this model; "
+            r"its linear modules are: down_proj, gate_proj",
+        ),
+        (lambda d: ["target_modules=[mlp]"], r"'mlp' matches non-linear modules"),
+        (lambda d: [f"model.path={d / 'nope'}"], r"model.path='.*nope' is not a directory"),
+        (
+            lambda d: [f"model.path={_no_weights_dir(d / 'empty')}"],
+            r"holds no weights \(\*.safetensors\)",
+        ),
+        (
+            lambda d: [f"data.forget.local.path={d / 'missing.jsonl'}"],
+            r"data.forget.local.path='.*missing.jsonl': file not found",
+        ),
+        (
+            lambda d: [f"data.retain.local.path={_write(d / 'empty.jsonl', '')}"],
+            r"data.retain.local.path='.*empty.jsonl' is empty",
+        ),
+        (
+            lambda d: [f"data.forget.local.path={_write(d / 'x.jsonl', WRONG_SCHEMA)}"],
+            r"line 1: no field data.forget.local.field='text'",
+        ),
+        (
+            lambda d: ["batch_size=100"],
+            r"data.forget.local: only \d+ examples of >= 32 tokens; need at least 400 .*"
+            r"batch_size=100",
+        ),
+    ],
+    ids=[
+        "context-longer-than-config",
+        "targets-match-nothing",
+        "targets-not-linear",
+        "model-path-missing",
+        "model-path-without-weights",
+        "data-missing",
+        "data-empty",
+        "data-wrong-schema",
+        "data-too-small",
+    ],
+)
+def test_file_dependent_bad_input_fails_before_any_weights_load(
+    compose, tmp_path, monkeypatch, overrides, message
+):
+    import transformers
+
+    import mudman.trial
+    from mudman.cli import run
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("model weights were loaded before the bad input was reported")
+
+    monkeypatch.setattr(mudman.trial, "load_model_and_tokenizer", loaded)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", loaded)
+    with pytest.raises(ConfigError, match=message):
+        run(compose(*overrides(tmp_path)), tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_malformed_search_spaces_name_key_value_and_allowed(compose):
+    from mudman.sweeping.space import check_space, parse_space
+
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params=\['lr'\] is not a mapping"):
+        parse_space(["lr"])
+    cfg = compose()
+    with pytest.raises(
+        ConfigError,
+        match=r"params.method.unlearnin_rate: no such key .* did you mean method.unlearning_rate",
+    ):
+        check_space(cfg, parse_space({"method.unlearnin_rate": "interval(0.1, 0.2)"}))
+    with pytest.raises(
+        ConfigError,
+        match=r"params.method.retain_momentum: its upper end 1.5 is not allowed: "
+        r"method.retain_momentum=1.5 is out of range; allowed: 0 <= value < 1",
+    ):
+        check_space(cfg, parse_space({"method.retain_momentum": "interval(0, 1.5)"}))
+    with pytest.raises(ConfigError, match=r"params.unlearn_passes: its choice 32 is not allowed"):
+        check_space(cfg, parse_space({"unlearn_passes": "choice(30, 32)"}))
+    check_space(cfg, parse_space({"method.adv_lr": "tag(log, interval(1e-3, 0.1))", "+x.y": "1"}))
+
+
+def test_every_ablation_preset_space_passes_the_study_start_checks():
+    """The study-start checks must not refuse a real search space (no false alarms)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mudman.sweeping.space import check_space, parse_space
+
+    from .conftest import CONF
+
+    presets = sorted(p.stem for p in (CONF / "experiment" / "ablation").glob("*.yaml"))
+    every = ("mudman", "no_masking", "no_normalization", "no_meta_learning", "tar")
+    cells = [("house_python", v) for v in every] + [  # other presets differ in the rate ranges
+        (p, v) for p in presets if p != "house_python" for v in ("mudman", "no_normalization")
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for preset, variant in cells:
+            cfg = hydra_compose(
+                "config",
+                overrides=[f"experiment=ablation/{preset}", f"method={variant}"],
+                return_hydra_config=True,
+            )
+            params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+            assert params, (preset, variant)
+            check_space(cfg, parse_space(params))

@@ -485,3 +485,17 @@ def test_multi_objective_hydra_sweep_end_to_end(tmp_path, text_files):
     assert len(complete) == 3 and all(len(t.values) == 2 for t in complete)
     assert set(complete[0].params) == {"method.unlearning_rate", "method.retaining_rate"}
     assert study.best_trials
+
+
+def test_a_missing_task_file_fails_before_any_model_loads(compose, tmp_path, monkeypatch):
+    from mudman import preflight
+    from mudman.models import loading
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", no_weights)
+    cfg = _wmdp_offline(compose, tmp_path, f"objective.guard.local.path={tmp_path / 'no.jsonl'}")
+    validate_config(cfg)
+    with pytest.raises(ConfigError, match=r"objective.guard.*no.jsonl"):
+        preflight.preflight(cfg)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -167,6 +170,20 @@ def test_orphaned_running_trial_is_failed_and_redone_with_same_params(tmp_path):
     assert f"x={orphan_x}" in params[0]  # the redo re-used the orphan's parameters
 
 
+def test_a_late_report_for_a_trial_already_marked_orphan_is_dropped(tmp_path, caplog):
+    from mudman.sweeping.runner import _tell
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = spec_for(url, n_trials=1)
+    study = optuna.create_study(study_name="s", storage=spec.storage, direction="maximize")
+    trial = study.ask()  # a worker froze past grace_period; another one failed its trial:
+    spec.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    with caplog.at_level(logging.WARNING):
+        _tell(study, trial, TrialOutcome("completed", 1.0, {"objective": 1.0}))  # no crash
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert "already marked FAIL as an orphan" in caplog.text
+
+
 def _worker(url, seed, out):
     def fn(overrides, number):
         time.sleep(0.05)
@@ -191,6 +208,106 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_duplicating(tmp_pa
     assert got == [TrialState.COMPLETE] * 12
     assert sorted(t.number for t in study.trials) == list(range(12))
     assert len({t.params["x"] for t in study.trials}) == 12
+
+
+# ------------------------------------------------------------------ random kills
+def _results_worker(url, seed, n_trials, runs, busy):
+    """A worker whose trials write results.json atomically and then report, like the sweeper.
+
+    While a trial runs, the worker is marked busy (a file named by its pid) and, until the
+    parent has done its kills (a ``release`` file), the trial keeps running: every kill lands
+    mid-trial and the number of kills does not depend on the machine's speed.
+    """
+    from mudman.results import write_json_atomic
+
+    rng = random.Random(seed)
+    marker, release = Path(busy) / str(os.getpid()), Path(busy).parent / "release"
+
+    def fn(overrides, number):
+        marker.touch()
+        deadline = time.time() + 60
+        while not release.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.25))
+        run_dir = Path(runs) / f"trial{number}"
+        value = number + 0.5  # tied to the trial: a value reported for the wrong trial shows
+        write_json_atomic({"objective": value, "overrides": overrides}, run_dir / "results.json")
+        marker.unlink()
+        return TrialOutcome("completed", value, {"objective": value, "run_dir": str(run_dir)})
+
+    run_study(spec_for(url, n_trials=n_trials, seed=seed, grace=3), fn, 0.5)
+
+
+def run_with_random_kills(url, tmp_path, n_workers=4, n_trials=12, kills=4, seed=0):
+    """``n_workers`` workers on one study; SIGKILL a random busy one ``kills`` times (each
+    replaced, as a cluster re-submits a task); then one clean resume. Returns the kill count."""
+    runs, busy = tmp_path / "runs", tmp_path / "busy"
+    busy.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    rng = random.Random(seed)
+    seeds = iter(range(100))
+
+    def start():
+        proc = ctx.Process(
+            target=_results_worker, args=(url, next(seeds), n_trials, str(runs), str(busy))
+        )
+        proc.start()
+        return proc
+
+    workers = [start() for _ in range(n_workers)]
+    killed, deadline = 0, time.time() + 120
+    while killed < kills and time.time() < deadline:
+        pids = {int(p.name) for p in busy.iterdir()}
+        victims = [p for p in workers if p.is_alive() and p.pid in pids]
+        if not victims:
+            time.sleep(0.05)
+            continue
+        time.sleep(rng.uniform(0.0, 0.3))
+        victim = rng.choice(victims)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join()
+        (busy / str(victim.pid)).unlink(missing_ok=True)
+        killed += 1
+        workers.append(start())
+    (tmp_path / "release").touch()  # the rest of the trials may finish now
+    for proc in workers:
+        proc.join(240)
+    assert all(p.exitcode in (0, -signal.SIGKILL) for p in workers), [p.exitcode for p in workers]
+    _results_worker(url, 99, n_trials, str(runs), str(busy))  # the clean resume
+    return killed
+
+
+def assert_study_intact(url, n_trials, runs):
+    """No lost, duplicated or half-written trials; exact totals; nothing left running."""
+    study = optuna.load_study(study_name="s", storage=url)
+    trials = study.trials
+    states = [t.state for t in trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.FAIL}, states  # none RUNNING/WAITING
+    assert states.count(TrialState.COMPLETE) == n_trials  # exact total, none lost or extra
+    assert [t.number for t in trials] == list(range(len(trials)))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for trial in complete:  # value, attrs and results file agree, all whole
+        assert trial.value == trial.number + 0.5
+        assert trial.user_attrs["objective"] == trial.value
+        record = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())
+        assert record["objective"] == trial.value
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no trial done twice (an orphan redone once)
+    orphans = [t for t in trials if t.state == TrialState.FAIL]
+    for orphan in orphans:  # every orphan redone with its parameters (Optuna retries 3 times)
+        same = [t for t in trials if t.params == orphan.params]
+        assert any(t.state == TrialState.COMPLETE for t in same) or len(same) > 3
+    for path in runs.glob("*/results.json"):  # also the killed trials': whole or absent
+        json.loads(path.read_text())
+    return orphans
+
+
+def test_four_sqlite_workers_with_random_kills_lose_and_duplicate_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    make_storage(url, 1, 3)
+    killed = run_with_random_kills(url, tmp_path)
+    orphans = assert_study_intact(url, 12, tmp_path / "runs")
+    assert killed == 4 and len(orphans) >= killed  # every kill landed mid-trial
 
 
 # ------------------------------------------------------------------ through Hydra
@@ -267,6 +384,10 @@ def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
     assert got.count(TrialState.COMPLETE) == 4, output[-2000:]
     assert got.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in got
     assert all(study.trials[n].state == TrialState.COMPLETE for n in done_before)
+    for trial in study.trials:  # results intact: each completed trial's file matches its value
+        if trial.state == TrialState.COMPLETE:
+            record = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())
+            assert record["objective"] == trial.value == trial.user_attrs["objective"]
 
 
 def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -17,7 +20,8 @@ from optuna.trial import TrialState
 
 from mudman.sweeping.storage import make_storage
 
-from .test_sweeping import _worker
+from .conftest import REPO
+from .test_sweeping import _worker, assert_study_intact, run_with_random_kills
 
 PG_BIN = (
     next(
@@ -40,7 +44,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres_server():
+    """A PostgreSQL server on loopback for this module: its base URL (no database)."""
     if PG_BIN is None:
         pytest.skip("PostgreSQL server binaries not found: apt-get install postgresql")
     as_user: list[str] = []
@@ -75,13 +80,25 @@ def postgres_url():
         "start",
     )
     try:
-        run(
-            str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mudman"
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/mudman"
+        yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database per test on the module's server."""
+    import sqlalchemy
+
+    name = f"mudman_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(
+        f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool
+    )
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres_server}/{name}"
 
 
 def test_two_workers_share_one_postgres_study(postgres_url):
@@ -99,3 +116,79 @@ def test_two_workers_share_one_postgres_study(postgres_url):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
     assert sorted(t.number for t in study.trials) == list(range(12))
     assert len({t.params["x"] for t in study.trials}) == 12  # distinct sampler seeds
+
+
+def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(postgres_url, tmp_path):
+    make_storage(postgres_url, 1, 3)
+    killed = run_with_random_kills(postgres_url, tmp_path)
+    orphans = assert_study_intact(postgres_url, 12, tmp_path / "runs")
+    assert killed == 4 and len(orphans) >= killed  # every kill landed mid-trial
+
+
+def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_path, text_files):
+    """A password-bearing storage URL and tokens, through a real sweep with W&B offline."""
+    secrets = {
+        "password": "PG_pw_5ecret_771",
+        "hf": "hf_TOKEN_5ecret_772",
+        "wandb": "wandb_KEY_5ecret_773",
+    }
+    url = postgres_url.replace("postgres@", f"postgres:{secrets['password']}@")  # trust auth
+    env = {
+        **os.environ,
+        "MUDMAN_OPTUNA_STORAGE": url,
+        "HF_TOKEN": secrets["hf"],
+        "WANDB_API_KEY": secrets["wandb"],
+        "WANDB_MODE": "offline",
+        "MUDMAN_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [
+        "-m",
+        "hydra/sweeper=mudman_optuna",
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        "logger=wandb",
+        "logger.mode=offline",
+        "+model.token=${oc.env:HF_TOKEN}",  # a token reaching the config by interpolation
+        "progress=false",
+        "batch_size=4",
+        "context_len=32",
+        "unlearn_passes=5",
+        "relearn_passes=2",
+        "eval_every_passes=5",
+        "compare_baseline=false",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.study_name=secrets",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        "method.unlearning_rate=tag(log, interval(1e-4, 1e-1))",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "mudman", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    study = optuna.load_study(study_name="secrets", storage=postgres_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert "postgresql://postgres:***@" in output  # it says where, masked
+    files = [p for p in (tmp_path / "sweep").rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"results.json", "mudman.log", "hydra.yaml", "config.yaml"} <= names
+    assert any(p.suffix == ".wandb" for p in files)  # W&B's offline run was written
+    records = [
+        output,
+        json.dumps(study.user_attrs),
+        json.dumps(study._storage.get_study_system_attrs(study._study_id)),
+        *(json.dumps([t.user_attrs, t.system_attrs, t.params]) for t in study.trials),
+    ]
+    for name, secret in secrets.items():
+        assert not any(secret in text for text in records), name
+        leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
+        assert not leaked, (name, leaked)

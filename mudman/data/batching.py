@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError
+from mudman.results import current_umask
 
 SPLIT_FRACTIONS = (0.50, 0.25, 0.25)  # train / validation / test
 _MEMORY_CACHE: dict[str, torch.Tensor] = {}
@@ -66,6 +67,7 @@ def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     torch.save(tensor, tmp)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 -> the user's umask, as usual
     os.replace(tmp, path)
 
 

@@ -57,52 +57,128 @@ def model_source(model_cfg: DictConfig, cache_dir: str | None = None) -> tuple[s
     raise ConfigError(f"model {model_cfg.get('name')!r} sets none of path, asset, tiny, hub_id")
 
 
-def check_local_model_dir(path: str) -> None:
-    """Fail early and clearly on a missing directory or one without weights."""
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")  # torch.load checkpoints: unpickling runs code
+
+
+def check_local_model_dir(path: str, allow_pickle: bool = False) -> None:
+    """Fail early and clearly on a missing directory, one without weights, or pickle weights.
+
+    Weights are loaded from safetensors only: a pickle-based checkpoint (``*.bin``, ``*.pt``,
+    ``*.pth``) can execute arbitrary code when loaded, so it needs ``model.allow_pickle=true``.
+    """
     directory = Path(path)
     if not directory.is_dir():
         raise ConfigError(f"model.path={path!r} is not a directory")
     if not (directory / "config.json").exists():
         raise ConfigError(f"model.path={path!r} has no config.json (save it with save_pretrained)")
-    weights = list(directory.glob("*.safetensors")) + list(directory.glob("*.bin"))
-    if not weights:
+    if list(directory.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLE_PATTERNS for p in directory.glob(pattern))
+    if not pickled:
         raise ConfigError(f"model.path={path!r} holds no weights (*.safetensors)")
+    if not allow_pickle:
+        raise ConfigError(
+            f"model.path={path!r} holds only pickle-based weights ({', '.join(pickled[:3])}), "
+            "which can run arbitrary code when loaded; allowed: *.safetensors (re-save with "
+            "save_pretrained), or model.allow_pickle=true for a checkpoint you trust"
+        )
+
+
+def _flag(model_cfg: DictConfig, key: str) -> bool:
+    """A security switch: off unless the config sets it to the boolean ``true``."""
+    return model_cfg.get(key, False) is True
+
+
+def _load_error(err: Exception, location: str, kind: str, allow_pickle: bool) -> ConfigError:
+    """One clear message for every way a Hub id or directory can fail to load."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    hint = (
+        " The Hub is unreachable (HF_HUB_OFFLINE=1): use model=smollm2-135m (offline asset)"
+        " or model.path=/local/dir."
+        if kind == "hub"
+        else ""
+    )
+    if not allow_pickle and "safetensors" in str(err):
+        hint += (
+            " Only safetensors weights are loaded; set model.allow_pickle=true to accept a "
+            "pickle-based checkpoint you trust."
+        )
+    return ConfigError(
+        f"could not load model {location!r} ({kind}){' offline' if offline else ''}: {first}.{hint}"
+    )
+
+
+def load_tokenizer(model_cfg: DictConfig, cache_dir: str | None = None) -> Any:
+    """The model's tokenizer alone (cheap): data checks run before any weights are loaded."""
+    from transformers import AutoTokenizer
+
+    kind, location = model_source(model_cfg, cache_dir)
+    if kind == "tiny":
+        from mudman.models.tiny import byte_tokenizer
+
+        tokenizer = byte_tokenizer()
+    else:
+        if kind == "path":
+            check_local_model_dir(location, _flag(model_cfg, "allow_pickle"))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                location, trust_remote_code=_flag(model_cfg, "trust_remote_code")
+            )
+        except (OSError, ValueError) as err:
+            raise _load_error(err, location, kind, True) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_config(model_cfg: DictConfig, cache_dir: str | None = None) -> Any:
+    """The architecture config (``config.json``) without weights."""
+    from transformers import AutoConfig
+
+    kind, location = model_source(model_cfg, cache_dir)
+    if kind == "tiny":
+        from mudman.models.tiny import build_tiny
+
+        with torch.device("meta"):
+            return build_tiny(location).config
+    if kind == "path":
+        check_local_model_dir(location, _flag(model_cfg, "allow_pickle"))
+    try:
+        return AutoConfig.from_pretrained(
+            location, trust_remote_code=_flag(model_cfg, "trust_remote_code")
+        )
+    except (OSError, ValueError) as err:
+        raise _load_error(err, location, kind, True) from err
 
 
 def load_model_and_tokenizer(
     model_cfg: DictConfig, device: torch.device, dtype: torch.dtype, cache_dir: str | None = None
 ) -> tuple[Any, Any]:
-    """Load weights and tokenizer, move to ``device`` in ``dtype``, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load weights and tokenizer, move to ``device`` in ``dtype``, in eval mode.
+
+    ``trust_remote_code`` is off unless ``model.trust_remote_code=true``; weights come from
+    safetensors unless ``model.allow_pickle=true``.
+    """
+    from transformers import AutoModelForCausalLM
 
     kind, location = model_source(model_cfg, cache_dir)
+    tokenizer = load_tokenizer(model_cfg, cache_dir)
     if kind == "tiny":
-        from mudman.models.tiny import build_tiny, byte_tokenizer
+        from mudman.models.tiny import build_tiny
 
-        model, tokenizer = build_tiny(location, seed=0), byte_tokenizer()
+        model = build_tiny(location, seed=0)
     else:
-        if kind == "path":
-            check_local_model_dir(location)
-        trust = bool(model_cfg.get("trust_remote_code", False))
+        allow_pickle = _flag(model_cfg, "allow_pickle")
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                location, dtype=dtype, trust_remote_code=trust
+                location,
+                dtype=dtype,
+                trust_remote_code=_flag(model_cfg, "trust_remote_code"),
+                use_safetensors=None if allow_pickle else True,
             )
-            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust)
         except OSError as err:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            hint = (
-                " The Hub is unreachable (HF_HUB_OFFLINE=1): use model=smollm2-135m (offline asset)"
-                " or model.path=/local/dir."
-                if kind == "hub"
-                else ""
-            )
-            raise ConfigError(
-                f"could not load model {location!r} ({kind}){' offline' if offline else ''}: "
-                f"{str(err).splitlines()[0]}.{hint}"
-            ) from err
+            raise _load_error(err, location, kind, allow_pickle) from err
     model = model.to(device=device, dtype=dtype).eval()
     model.config.use_cache = False
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -46,6 +46,9 @@ class Objective(ABC):
     def directions(self) -> list[str]:
         return [str(self.cfg.direction)]
 
+    def check_inputs(self, cache_dir: str | None) -> None:  # noqa: B027 - optional hook
+        """Load and check any files scoring needs (before a model loads; see preflight)."""
+
     def prepare(  # noqa: B027 - optional hook
         self,
         tokenizer,

@@ -23,19 +23,31 @@ from mudman.objectives.base import OBJECTIVES, Objective
 
 METRICS = ("accuracy", "correct_letter_prob")
 ROLES = ("target", "guard")
-_EVALUATORS: dict[str, Any] = {}  # tokenized once per process: a sweep worker reuses them
+_TASKS: dict[str, Any] = {}  # loaded and tokenized once per process: a sweep worker reuses
+_EVALUATORS: dict[str, Any] = {}
 
 
-def _evaluator(spec: DictConfig, tokenizer, device: torch.device, cache_dir, batch_size: int):
+def _task(spec: DictConfig, cache_dir: str | None, role: str):
+    from mudman.evaluation.multiple_choice import load_task
+
+    key = json.dumps([OmegaConf.to_container(spec, resolve=True), cache_dir], sort_keys=True)
+    if key not in _TASKS:
+        _TASKS[key] = load_task(spec, cache_dir, key=f"objective.{role}")
+    return _TASKS[key]
+
+
+def _evaluator(
+    spec: DictConfig, tokenizer, device: torch.device, cache_dir, batch_size: int, role: str
+):
     from mudman.data.batching import tokenizer_fingerprint
-    from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator, load_task
+    from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator
 
     spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
     key = hashlib.sha256(
         f"{spec_json}|{tokenizer_fingerprint(tokenizer)}|{device}|{batch_size}".encode()
     ).hexdigest()
     if key not in _EVALUATORS:
-        task = load_task(spec, cache_dir, key=f"objective.{spec.get('name', 'eval')}")
+        task = _task(spec, cache_dir, role)
         _EVALUATORS[key] = MultipleChoiceEvaluator(task, tokenizer, device, batch_size)
     return _EVALUATORS[key]
 
@@ -93,8 +105,15 @@ class MultipleChoiceAccuracy(Objective):
             self.start_cache = Path(cache_dir).expanduser() / "baselines" / f"mc-{digest}.json"
         batch = int(self.cfg.get("batch_size", 16))
         self.evaluators = {
-            role: _evaluator(self.cfg[role], tokenizer, device, cache_dir, batch) for role in ROLES
+            role: _evaluator(self.cfg[role], tokenizer, device, cache_dir, batch, role)
+            for role in ROLES
         }
+
+    def check_inputs(self, cache_dir: str | None) -> None:
+        """Both task files load, parse and pass their filters: bad input fails before a model
+        loads (the loaded tasks are kept for the trial)."""
+        for role in ROLES:
+            _task(self.cfg[role], cache_dir, role)
 
     def measure(self, model) -> dict[str, float]:
         """Both metrics of both tasks, named ``<role>/<metric>``."""

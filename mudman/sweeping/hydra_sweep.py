@@ -30,10 +30,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError
+from mudman.preflight import check_data, check_model, check_objective
+from mudman.redaction import mask_url, redact, redact_text, url_password
 from mudman.sweeping.provenance import git_state
 from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
-from mudman.sweeping.space import parse_space
-from mudman.sweeping.storage import make_storage, mask_url
+from mudman.sweeping.space import check_space, parse_space
+from mudman.sweeping.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +116,35 @@ class OptunaGridSweep:
         self.job_idx = 0
 
     def sweep(self, arguments: list[str]) -> list[optuna.Study]:
-        grid, search, fixed = split_arguments(arguments)
-        if int(self.cfg.get("n_jobs", 1)) > 1:
-            self._spawn_workers(int(self.cfg["n_jobs"]))
-            return []
-        studies = []
-        cells = list(itertools.product(*grid)) or [()]
-        for number, cell in enumerate(cells, 1):
-            log.info("grid cell %d/%d: %s", number, len(cells), " ".join(cell) or "(single study)")
-            studies.append(self._run_cell([*fixed, *cell], search))
-        return studies
+        try:
+            self._refuse_literal_password()
+            grid, search, fixed = split_arguments(arguments)
+            if int(self.cfg.get("n_jobs", 1)) > 1:
+                self._spawn_workers(int(self.cfg["n_jobs"]))
+                return []
+            studies = []
+            cells = list(itertools.product(*grid)) or [()]
+            for number, cell in enumerate(cells, 1):
+                log.info(
+                    "grid cell %d/%d: %s", number, len(cells), " ".join(cell) or "(single study)"
+                )
+                studies.append(self._run_cell([*fixed, *cell], search))
+            return studies
+        except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
+            print(f"Error: {redact_text(str(err))}", file=sys.stderr)
+            sys.exit(2)
+
+    def _refuse_literal_password(self) -> None:
+        """A password typed into the storage URL would be saved by Hydra in every trial's
+        ``.hydra/hydra.yaml``; only the environment variable keeps it out of files."""
+        raw = OmegaConf.to_container(self.config.hydra.sweeper, resolve=False).get("storage")
+        if isinstance(raw, str) and url_password(raw):
+            raise ConfigError(
+                f"hydra.sweeper.storage={mask_url(raw)!r} holds a password in the config or on "
+                "the command line, which Hydra records in every trial's .hydra/hydra.yaml; "
+                "allowed: the URL in the environment (MUDMAN_OPTUNA_STORAGE=postgresql://...), "
+                "or a URL without password plus PGPASSWORD or ~/.pgpass"
+            )
 
     def _cell_config(self, overrides: list[str]) -> DictConfig:
         loader = self.hydra_context.config_loader
@@ -134,9 +155,8 @@ class OptunaGridSweep:
 
         cell_cfg = self._cell_config(cell_overrides)
         sweeper = cell_cfg.hydra.sweeper
-        params = dict(
-            OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
-        )
+        params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
+        space = parse_space(params)  # refuses a params: that is not a mapping
         for text in search:
             key, _, expression = text.partition("=")
             params[key] = expression
@@ -147,7 +167,12 @@ class OptunaGridSweep:
         n_trials = int(sweeper.n_trials) if has_search else 1
         validate_config(cell_cfg)  # a bad cell fails here, not in every trial
         directions = study_directions(cell_cfg)
+        check_space(cell_cfg, space)  # every key exists; each range's ends pass validation
         url = os.path.expanduser(str(sweeper.storage))
+        storage = make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period))
+        check_model(cell_cfg)  # model config + module tree, then data: still no weights
+        check_data(cell_cfg)
+        check_objective(cell_cfg)
         worker = int(sweeper.get("worker_id") or 0)
         sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
         if sampler_cfg.get("seed") is not None:
@@ -157,18 +182,20 @@ class OptunaGridSweep:
         spec = StudySpec(
             name=str(sweeper.study_name),
             storage_url=url,
-            storage=make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period)),
+            storage=storage,
             directions=directions,
             n_trials=n_trials,
             space=space,
             sampler=instantiate(sampler_cfg),
             max_failure_rate=float(sweeper.max_failure_rate),
-            attrs={
-                **git_state(),
-                "config": json.loads(json.dumps(resolved, default=str)),
-                "search_space": params,
-                "n_trials": n_trials,
-            },
+            attrs=redact(  # study attrs are read by everyone with access to the storage
+                {
+                    **git_state(),
+                    "config": json.loads(json.dumps(resolved, default=str)),
+                    "search_space": params,
+                    "n_trials": n_trials,
+                }
+            ),
         )
         log.info("study %s on %s: %d trials, space %s", spec.name, mask_url(url), n_trials, params)
 
@@ -183,17 +210,17 @@ class OptunaGridSweep:
             self.job_idx += 1
             if result.status == JobStatus.FAILED:
                 err = result._return_value
-                return TrialOutcome(
-                    "failed",
-                    error="".join(traceback.format_exception(type(err), err, err.__traceback__)),
-                )
+                error_type = type(err).__name__
+                error = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+                del err, result  # the traceback holds the trial's tensors: let them go
+                return TrialOutcome("failed", error=redact_text(error), error_type=error_type)
             run_dir = Path(result.hydra_cfg.hydra.runtime.output_dir)
             record = json.loads((run_dir / "results.json").read_text())
             status = "rejected" if record["status"] == "rejected" else "completed"
             value = record.get("objective")
             if len(directions) > 1 and record.get("objectives"):
                 value = list(record["objectives"].values())
-            return TrialOutcome(status, value, trial_attrs(record, run_dir))
+            return TrialOutcome(status, value, redact(trial_attrs(record, run_dir)))
 
         study = run_study(spec, launch, heartbeat_interval=float(sweeper.heartbeat_interval))
         self._write_summary(study)

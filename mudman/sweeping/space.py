@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError
 
@@ -54,6 +56,11 @@ def parse_distribution(key: str, expression: str) -> optuna.distributions.BaseDi
 
 def parse_space(params: dict[str, Any] | None) -> dict[str, Any]:
     """All ``params:`` entries; values are distributions or fixed values."""
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(
+            f"hydra.sweeper.params={params!r} is not a mapping; allowed: key: expression, "
+            "e.g. {method.unlearning_rate: 'tag(log, interval(1e-5, 1e-2))'}"
+        )
     return {key: parse_distribution(key, str(expr)) for key, expr in (params or {}).items()}
 
 
@@ -74,3 +81,58 @@ def suggest_overrides(trial: optuna.Trial, space: dict[str, Any]) -> list[str]:
         value = _suggest(trial, key, dist)
         overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
     return overrides
+
+
+_ABSENT = object()
+
+
+def _ends(dist: Any) -> list[tuple[str, Any]]:
+    """The values a distribution can reach at its extremes (every choice of a categorical)."""
+    if isinstance(
+        dist, (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)
+    ):
+        return [("lower end", dist.low), ("upper end", dist.high)]
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return [("choice", choice) for choice in dist.choices]
+    return [("value", dist)]
+
+
+def check_space(cfg: DictConfig, space: dict[str, Any]) -> None:
+    """Fail at study start, not in every trial: each key must exist in the composed config
+    (``+key`` adds one), and each range's ends must pass the config checks on their own.
+
+    Only the ends are checked (and each key alone): an interior value can still be refused by
+    its trial, e.g. an odd pass count in an integer range.
+    """
+    from mudman.config import validate_config
+
+    task = OmegaConf.to_container(cfg, resolve=False)  # the task's keys; Hydra's are not checked
+    task.pop("hydra", None)
+    for key, dist in space.items():
+        if key.startswith(("+", "~")):
+            continue
+        current = OmegaConf.select(cfg, key, default=_ABSENT)
+        if current is _ABSENT:
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            keys = list(node.keys()) if OmegaConf.is_dict(node) else []
+            near = difflib.get_close_matches(leaf, [str(k) for k in keys], n=3)
+            hint = (
+                f"did you mean {', '.join(f'{parent}.{k}'.lstrip('.') for k in near)}?"
+                if near
+                else "an existing key, or +key to add one"
+            )
+            raise ConfigError(
+                f"hydra.sweeper.params.{key}: no such key in the config; allowed: {hint}"
+            )
+        if OmegaConf.is_config(current):
+            continue  # a config group (method=choice(a,b)): composed per trial
+        trial_cfg = OmegaConf.create(task)
+        for end, value in _ends(dist):
+            OmegaConf.update(trial_cfg, key, value, merge=False)
+            try:
+                validate_config(trial_cfg)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"hydra.sweeper.params.{key}: its {end} {value!r} is not allowed: {err}"
+                ) from err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +17,9 @@ from pathlib import Path
 import optuna
 
 from mudman.errors import ConfigError
+from mudman.redaction import mask_url, redact_text
 
-_SECRET = re.compile(r"(://[^:/@]+:)[^@]*@")
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a database URL for logs and records."""
-    return _SECRET.sub(r"\1***@", url)
+__all__ = ["make_storage", "mask_url", "study_lock"]
 
 
 def make_storage(
@@ -39,7 +34,8 @@ def make_storage(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = (  # workers wait for each other's writes instead of "database is locked"
-        {"pool_pre_ping": True}
+        # an unreachable server fails in seconds, not after the OS's TCP timeout
+        {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         if url.startswith("postgresql")
         else {"connect_args": {"timeout": 120}}
     )
@@ -62,7 +58,7 @@ def make_storage(
                 continue
             raise ConfigError(
                 f"hydra.sweeper.storage={mask_url(url)!r} is unreachable: {type(err).__name__}: "
-                f"{mask_url(str(err).splitlines()[0])}"
+                f"{redact_text(str(err).splitlines()[0] if str(err) else '')}"
             ) from err
     raise AssertionError("unreachable")
 
