@@ -207,6 +207,20 @@ class _Batch:
     keep: int = field(default=1)  # how many final positions' logits are needed
 
 
+@dataclass
+class _PrefixBatch:
+    """Questions whose context is run once; each choice's continuation then runs on its cache."""
+
+    context_ids: torch.Tensor  # [Q, T] left-padded
+    context_mask: torch.Tensor  # [Q, T]
+    questions: torch.Tensor  # [Q] question index of each row
+    first_tokens: torch.Tensor  # [Q, C] first continuation token of each choice
+    inputs: torch.Tensor  # [Q*C, W] continuation tokens but the last, right-padded
+    input_mask: torch.Tensor  # [Q*C, W]
+    targets: torch.Tensor  # [Q*C, W] continuation tokens but the first, right-padded
+    valid: torch.Tensor  # [Q, C] real choices (questions with fewer choices repeat the first)
+
+
 def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -247,6 +261,13 @@ class MultipleChoiceEvaluator:
     are sorted by length and left-padded with an attention mask and position ids that restart
     at 0 on the first real token, so batching does not change the scores (up to float rounding).
 
+    With multi-token continuations (``choice_text``) and a model that takes a KV cache
+    (``past_key_values``), the context is run once per question and each choice's continuation
+    runs on a copy of its cache (``share_prefix``, default on): the same positions and the same
+    attended tokens as the one-row-per-choice path, so the same scores up to float rounding, for
+    about 1/n_choices of the compute on long prompts. Models without a cache, and tasks with
+    prompts over the window, use the one-row-per-choice path.
+
     Prompts longer than the model's window (``max_length``, default from the model config) are
     truncated from the left, as lm-eval does: the model sees the last ``max_length`` input tokens.
     """
@@ -258,6 +279,7 @@ class MultipleChoiceEvaluator:
         device: torch.device | str = "cpu",
         batch_size: int = 16,
         max_length: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         if not task.questions:
             raise ValueError(f"task {task.name!r} has no questions")
@@ -268,6 +290,7 @@ class MultipleChoiceEvaluator:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.max_length = max_length
+        self.share_prefix = share_prefix
         self.n_questions = len(task.questions)
         self.n_choices = max(len(q.choices) for q in task.questions)
         self.answers = torch.tensor([q.answer for q in task.questions], dtype=torch.long)
@@ -293,6 +316,11 @@ class MultipleChoiceEvaluator:
         self._batches = (
             self._fast_batches(encoded) if self.single_token else self._general_batches(encoded)
         )
+        self._longest = max(len(ctx) + len(cont) - 1 for pairs in encoded for ctx, cont in pairs)
+        # letters keep their one-row-per-choice path exactly; shared prefixes are for choice_text
+        shared = self.scoring == "choice_text" and not self.single_token
+        self._prefix = self._prefix_batches(encoded) if shared else None
+        self.used_shared_prefix = False  # which path the last call took (for reports and tests)
 
     # -------------------------------------------------------------- batch building (once)
 
@@ -353,7 +381,90 @@ class MultipleChoiceEvaluator:
             )
         return batches
 
+    def _prefix_batches(self, encoded: list[list[tuple[list[int], list[int]]]]) -> list:
+        per_batch = max(1, self.batch_size // self.n_choices)  # rows of the continuation pass
+        order = sorted(range(len(encoded)), key=lambda qi: (-len(encoded[qi][0][0]), qi))
+        batches = []
+        for start in range(0, len(order), per_batch):
+            chunk = order[start : start + per_batch]
+            ids, mask = _left_pad([encoded[qi][0][0] for qi in chunk], self._pad_id, self.device)
+            conts, valid = [], torch.zeros((len(chunk), self.n_choices), dtype=torch.bool)
+            for row, qi in enumerate(chunk):
+                pairs = encoded[qi]
+                valid[row, : len(pairs)] = True
+                conts += [cont for _, cont in pairs]
+                conts += [pairs[0][1]] * (self.n_choices - len(pairs))
+            width = max(len(c) for c in conts) - 1
+            inputs = torch.full((len(conts), width), self._pad_id, dtype=torch.long)
+            input_mask = torch.zeros((len(conts), width), dtype=torch.long)
+            targets = torch.zeros((len(conts), width), dtype=torch.long)
+            for i, cont in enumerate(conts):
+                n = len(cont) - 1
+                inputs[i, :n] = torch.tensor(cont[:-1], dtype=torch.long)
+                targets[i, :n] = torch.tensor(cont[1:], dtype=torch.long)
+                input_mask[i, :n] = 1
+            first = torch.tensor([c[0] for c in conts], dtype=torch.long)
+            batches.append(
+                _PrefixBatch(
+                    ids,
+                    mask,
+                    torch.tensor(chunk),
+                    first.view(len(chunk), self.n_choices).to(self.device),
+                    inputs.to(self.device),
+                    input_mask.to(self.device),
+                    targets.to(self.device),
+                    valid,
+                )
+            )
+        return batches
+
     # -------------------------------------------------------------- scoring
+
+    def _prefix_scores(self, model: Any, batch: _PrefixBatch) -> torch.Tensor | None:
+        """[Q, C] float64 summed log-likelihoods, or None if the model returned no usable
+        cache (then the caller falls back to one row per choice)."""
+        mask = batch.context_mask
+        kwargs: dict[str, Any] = {
+            "input_ids": batch.context_ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(dim=-1) - 1).clamp(min=0),
+            "use_cache": True,
+        }
+        if self._accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = 1
+        out = model(**kwargs)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        scores = logprobs.gather(1, batch.first_tokens).double()
+        width = batch.inputs.shape[1]
+        if width == 0:
+            return scores
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(self.n_choices)
+        context_mask = mask.repeat_interleave(self.n_choices, dim=0)
+        start = context_mask.sum(dim=1, keepdim=True)  # the first continuation's position
+        positions = start + torch.arange(width, device=mask.device)[None, :]
+        out = model(
+            input_ids=batch.inputs,
+            attention_mask=torch.cat([context_mask, batch.input_mask], dim=1),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logprobs = torch.log_softmax(out.logits[:, -width:, :].float(), dim=-1)
+        tokens = logprobs.gather(2, batch.targets[..., None]).squeeze(-1).double()
+        rest = (tokens * batch.input_mask).sum(dim=1).view(-1, self.n_choices)
+        return scores + rest
+
+    def _can_share_prefix(self, model: Any, limit: int | None) -> bool:
+        return (
+            self.share_prefix
+            and self._prefix is not None
+            and (limit is None or self._longest <= limit)
+            and self._accepts(model, "past_key_values")
+            and self._accepts(model, "use_cache")
+        )
 
     def _forward_logprobs(self, model: Any, batch: _Batch, limit: int | None) -> torch.Tensor:
         """float32 log-softmax over the vocabulary at the last ``batch.keep`` positions."""
@@ -393,6 +504,17 @@ class MultipleChoiceEvaluator:
         model.eval()
         try:
             with torch.no_grad():
+                self.used_shared_prefix = False
+                if self._can_share_prefix(model, limit):
+                    for prefix in self._prefix or []:
+                        scores = self._prefix_scores(model, prefix)
+                        if scores is None:  # no usable cache: one row per choice below
+                            break
+                        scores = scores.cpu().masked_fill(~prefix.valid, float("-inf"))
+                        out[prefix.questions] = scores
+                    else:
+                        self.used_shared_prefix = True
+                        return out
                 for batch in self._batches:
                     logprobs = self._forward_logprobs(model, batch, limit)
                     if self.single_token:
