@@ -626,6 +626,7 @@ def test_cli_scores_a_tiny_model_on_a_local_jsonl(tmp_path, capsys):
     assert 0.0 <= summary["accuracy"] <= 1.0 and summary["seconds_per_100_questions"] > 0
     assert summary["single_token_continuations"] is False  # byte tokenizer: " A" is 2 tokens
     assert summary["scoring"] == "letters"
+    assert summary["shared_prefix"] is False
 
 
 # ------------------------------------------------------------------------------ real assets

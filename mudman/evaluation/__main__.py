@@ -53,6 +53,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "seconds_per_100_questions": round(100 * seconds / n, 3),
         "tokenize_seconds": round(prep_seconds, 3),
         "single_token_continuations": evaluator.single_token,
+        "shared_prefix": evaluator.used_shared_prefix,
         "input_tokens": evaluator.n_tokens,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
