@@ -680,3 +680,20 @@ def test_real_smollm2_batched_scores_equal_unpadded_scoring():
     assert torch.allclose(got, reference, atol=1e-4, rtol=0), (got - reference).abs().max()
     metrics = evaluator(model)
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 < metrics["correct_letter_prob"] < 1.0
+
+
+@pytest.mark.slow
+def test_real_smollm2_choice_text_shared_prefix_equals_unpadded_scoring():
+    from mudman.models.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(
+        OmegaConf.load(CONF / "model" / "smollm2-135m.yaml"), torch.device("cpu"), torch.float32
+    )
+    spec = OmegaConf.load(CONF / "eval" / "go_terms_text.yaml")
+    spec.limit = 4
+    task = load_task(spec, None)
+    evaluator = MultipleChoiceEvaluator(task, tokenizer, batch_size=8)
+    got = evaluator.loglikelihoods(model)
+    assert evaluator.used_shared_prefix  # SmolLM2 takes a KV cache
+    reference = _reference_loglik(model, tokenizer, task)
+    assert torch.allclose(got, reference, atol=2e-4, rtol=0), (got - reference).abs().max()
