@@ -2,9 +2,12 @@
 task (YAML + JSONL, loaded through its TaskManager) and scored by its ``HFLM`` must give the same
 per-choice log-likelihoods and accuracy as ``MultipleChoiceEvaluator``.
 
-Covers both scoring paths: the byte tokenizer (" A" is two tokens: one row per choice) and a
-tokenizer where " A".." D" are single tokens (one forward per question). Offline: the task reads
-a local JSON file; ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` are set by conftest.
+Covers both letter paths: the byte tokenizer (" A" is two tokens: one row per choice) and a
+tokenizer where " A".." D" are single tokens (one forward per question); and ``scoring:
+choice_text`` against lm-eval's plain ``multiple_choice`` task (``doc_to_choice`` = the choice
+texts, each scored as target_delimiter " " + text), where ``acc_norm`` must agree too. Offline:
+the task reads a local JSON file; ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` are set by
+conftest.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator, MultipleChoiceTask
+from mudman.evaluation.multiple_choice import (
+    MultipleChoiceEvaluator,
+    MultipleChoiceTask,
+    Question,
+    continuations,
+)
 from mudman.models.tiny import byte_tokenizer
 
 from .mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama
@@ -36,10 +44,15 @@ DESCRIPTIONS = {
 TEMPLATE = (
     'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\n'
     'C. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"\n'
+    'doc_to_choice: ["A", "B", "C", "D"]\n'
 )
+# lm-eval's ARC/SciQ form: choices not in the prompt; target_delimiter (default " ") + text.
+TEXT_TEMPLATE = 'doc_to_text: "{{question.strip()}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\n'
 
 
-def _write_task(directory: Path, name: str, description: str, questions) -> None:
+def _write_task(
+    directory: Path, name: str, description: str, questions, template: str = TEMPLATE
+) -> None:
     data = directory / f"{name}.jsonl"
     data.write_text(
         "".join(
@@ -55,10 +68,11 @@ def _write_task(directory: Path, name: str, description: str, questions) -> None
         "test_split: test\n"
         "output_type: multiple_choice\n"
         f"description: {json.dumps(description)}\n"
-        f"{TEMPLATE}"
-        'doc_to_choice: ["A", "B", "C", "D"]\n'
+        f"{template}"
         "doc_to_target: answer\n"
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "metric_list:\n"
+        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
         "metadata:\n  version: 1.0\n"
     )
 
@@ -82,7 +96,9 @@ def _lm_eval_scores(model, tokenizer, directory: Path, name: str, batch_size: in
         [[resp[0] for resp in sample["filtered_resps"]] for sample in samples], dtype=torch.float64
     )
     prompts = [sample["arguments"][0][0] for sample in samples]
-    return loglik, results["results"][name]["acc,none"], prompts
+    conts = [[arg[1] for arg in sample["arguments"]] for sample in samples]
+    metrics = {m: results["results"][name][f"{m},none"] for m in ("acc", "acc_norm")}
+    return loglik, metrics, prompts, conts
 
 
 @pytest.mark.parametrize(("letters", "style"), [("single-token", "mmlu"), ("multi-token", "wmdp")])
@@ -100,7 +116,7 @@ def test_loglikelihoods_and_accuracy_agree_with_lm_eval(tmp_path, letters, style
     name = f"mudman_check_{style}"
     _write_task(tmp_path, name, lm_eval_description, questions)
 
-    theirs, their_acc, their_prompts = _lm_eval_scores(model, tokenizer, tmp_path, name, 4)
+    theirs, their_metrics, their_prompts, _ = _lm_eval_scores(model, tokenizer, tmp_path, name, 4)
     evaluator = MultipleChoiceEvaluator(ours_task, tokenizer, batch_size=4)
     assert evaluator.single_token == (letters == "single-token")
     ours = evaluator.loglikelihoods(model)
@@ -110,6 +126,48 @@ def test_loglikelihoods_and_accuracy_agree_with_lm_eval(tmp_path, letters, style
     difference = (ours - theirs).abs().max().item()
     print(f"{letters}/{style}: max |ours - lm-eval| = {difference:.2e}")
     assert difference < TOLERANCE, f"max |ours - lm-eval| = {difference:.2e}"
-    assert metrics["accuracy"] == pytest.approx(their_acc, abs=1e-12)
+    assert metrics["accuracy"] == pytest.approx(their_metrics["acc"], abs=1e-12)
     gaps = ours.sort(dim=1, descending=True).values
     assert (gaps[:, 0] - gaps[:, 1]).min() > 10 * TOLERANCE  # argmax is not decided by noise
+
+
+# Choice texts of different lengths in characters, so acc and acc_norm can differ.
+TEXT_QUESTIONS = [
+    *QUESTIONS,
+    Question("Unit of length?", ("m", "metre", "kilometre", "\u00b5m"), 1),
+    Question("  Spaced choice?", (" leading space", "x", "yy", "a longer one"), 0),
+]
+
+
+@pytest.mark.parametrize("tokenizer_kind", ["byte", "letter-merges"])
+def test_choice_text_scoring_agrees_with_lm_eval(tmp_path, tokenizer_kind):
+    if tokenizer_kind == "byte":
+        tokenizer, model = byte_tokenizer(), sharp_tiny_llama(seed=12)
+    else:
+        tokenizer, model = letter_tokenizer(), sharp_tiny_llama(seed=12, vocab=LETTER_VOCAB)
+    description, _ = DESCRIPTIONS["wmdp"]
+    ours_task = MultipleChoiceTask("check", TEXT_QUESTIONS, description, scoring="choice_text")
+    name = f"mudman_check_text_{tokenizer_kind.replace('-', '_')}"
+    _write_task(tmp_path, name, description, TEXT_QUESTIONS, TEXT_TEMPLATE)
+
+    theirs, their_metrics, their_prompts, their_conts = _lm_eval_scores(
+        model, tokenizer, tmp_path, name, 4
+    )
+    evaluator = MultipleChoiceEvaluator(ours_task, tokenizer, batch_size=4)
+    assert not evaluator.single_token  # choice texts span several tokens: one row per choice
+    ours = evaluator.loglikelihoods(model)
+    metrics = evaluator(model)
+
+    assert their_prompts == evaluator.prompts
+    assert their_conts == [continuations(q, "choice_text") for q in TEXT_QUESTIONS]
+    difference = (ours - theirs).abs().max().item()
+    print(f"choice_text/{tokenizer_kind}: max |ours - lm-eval| = {difference:.2e}, {metrics}")
+    assert difference < TOLERANCE, f"max |ours - lm-eval| = {difference:.2e}"
+    assert metrics["accuracy"] == pytest.approx(their_metrics["acc"], abs=1e-12)
+    assert metrics["accuracy_norm"] == pytest.approx(their_metrics["acc_norm"], abs=1e-12)
+    lengths = evaluator.choice_lengths
+    for scores in (ours, ours / lengths):  # neither argmax is decided by noise
+        gaps = scores.sort(dim=1, descending=True).values
+        assert (gaps[:, 0] - gaps[:, 1]).min() > 10 * TOLERANCE
+    by_length = ((ours / lengths).argmax(1) != ours.argmax(1)).sum()
+    assert by_length > 0  # acc_norm's normalization changes at least one pick: it is tested

