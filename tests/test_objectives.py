@@ -215,8 +215,17 @@ def test_untouched_scores_are_measured_once_per_setup(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"metric": "f1"}, r"objective.metric='f1'; allowed: accuracy, correct_letter_prob"),
-        ({"guard_metric": None}, r"objective.guard_metric=None; allowed"),
+        (
+            {"metric": "f1"},
+            r"objective.metric='f1' for objective.target=wmdp \(scoring letters\); "
+            r"allowed: accuracy, correct_letter_prob",
+        ),
+        ({"guard_metric": None}, r"objective.guard_metric=None for objective.guard=mmlu"),
+        (
+            {"metric": "correct_letter_prob", "target": {"name": "t", "scoring": "choice_text"}},
+            r"allowed: accuracy, accuracy_norm, correct_choice_prob",
+        ),
+        ({"target": {"name": "t", "scoring": "vibes"}}, r"objective.target.scoring='vibes'"),
         ({"direction": "up"}, r"objective.direction='up'; allowed: maximize, minimize"),
         ({"eval_every_passes": 0}, r"objective.eval_every_passes=0 must be an integer >= 1"),
         ({"guard_allowance": -1}, r"objective.guard_allowance=-1 must be a number >= 0"),

@@ -19,9 +19,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError, TrialRejected
+from mudman.evaluation.multiple_choice import check_scoring, metric_names
 from mudman.objectives.base import OBJECTIVES, Objective
 
-METRICS = ("accuracy", "correct_letter_prob")
 ROLES = ("target", "guard")
 _TASKS: dict[str, Any] = {}  # loaded and tokenized once per process: a sweep worker reuses
 _EVALUATORS: dict[str, Any] = {}
@@ -63,9 +63,14 @@ class MultipleChoiceAccuracy(Objective):
                     f"objective.{role} is not set; pick a task from conf/eval/, e.g. "
                     f"eval@objective.{role}=mmlu_no_bio"
                 )
-        for key in ("metric", "guard_metric"):
-            if c.get(key) not in METRICS:
-                raise ConfigError(f"objective.{key}={c.get(key)!r}; allowed: {', '.join(METRICS)}")
+        for key, role in (("metric", "target"), ("guard_metric", "guard")):
+            scoring = check_scoring(c[role].get("scoring", "letters"), f"objective.{role}.scoring")
+            allowed = metric_names(scoring)
+            if c.get(key) not in allowed:
+                raise ConfigError(
+                    f"objective.{key}={c.get(key)!r} for objective.{role}={c[role].get('name')} "
+                    f"(scoring {scoring}); allowed: {', '.join(allowed)}"
+                )
         every = c.get("eval_every_passes")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"objective.eval_every_passes={every!r} must be an integer >= 1")
