@@ -15,7 +15,9 @@ def _script():
     return module
 
 
-def record(method, status, objective=None, lr=1e-3, forget_after=None, per_loop=5, seconds=10.0):
+def record(
+    method, status, objective=None, lr=1e-3, forget_after=None, per_loop=5, seconds=10.0, **timings
+):
     losses = {"initial": {"forget_loss": 3.0, "retain_loss": 4.0}}
     if forget_after is not None:
         losses["after_unlearning"] = {"forget_loss": forget_after, "retain_loss": 4.01}
@@ -26,13 +28,13 @@ def record(method, status, objective=None, lr=1e-3, forget_after=None, per_loop=
         "objective": objective,
         "passes": {"per_loop": per_loop, "loops": 120 // per_loop},
         "losses": losses,
-        "timings": {"total_s": seconds},
+        "timings": {"total_s": seconds, **timings},
         "baseline": {"objective": 3.25},
     }
 
 
 RECORDS = [
-    record("a", "completed", 3.5, lr=1e-3, forget_after=6.0, seconds=10),
+    record("a", "completed", 3.5, lr=1e-3, forget_after=6.0, seconds=15, baseline_s=5),
     record("a", "completed", 4.1, lr=3e-3, forget_after=8.0, seconds=20),
     record("a", "rejected", lr=1e-2, seconds=3),
     record("b", "rejected", lr=1.0, per_loop=6, seconds=5),
@@ -54,7 +56,7 @@ def test_summarize_gives_exact_rows_per_method_and_a_baseline_row():
         "mean": 3.8,
         "sem": 0.3,  # sample std 0.4243 / sqrt(2); the rejected trial does not count
         "forget_after_unlearning": 7.0,
-        "seconds_per_trial": 11,  # (10 + 20 + 3) / 3, rejected trials cost time too
+        "seconds_per_trial": 11,  # (15 - 5 baseline + 20 + 3) / 3; rejected trials cost time
     }
     assert (b["completed"], b["rejected"], b["best"], b["mean"], b["sem"]) == (
         0,
