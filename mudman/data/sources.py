@@ -16,7 +16,8 @@ SourceLoader = Callable[[DictConfig, str, "str | None"], list[str]]
 SOURCES: Registry[SourceLoader] = Registry("text source kind")
 
 
-def _read_rows(path: Path, key: str) -> list[dict]:
+def read_jsonl_rows(path: Path, key: str) -> list[dict]:
+    """Rows of a JSONL file: a clear error for a missing, empty or malformed file."""
     if not path.is_file():
         raise ConfigError(f"{key}.path={str(path)!r}: file not found")
     rows = []
@@ -81,7 +82,7 @@ def row_texts(rows: list[dict], spec: DictConfig, key: str, path: Path) -> list[
 
 
 def _read_jsonl(path: Path, spec: DictConfig, key: str) -> list[str]:
-    rows = select_rows(_read_rows(path, key), spec, key)
+    rows = select_rows(read_jsonl_rows(path, key), spec, key)
     texts = row_texts(rows, spec, key, path)
     limit = spec.get("max_texts")
     return texts[:limit] if limit else texts

@@ -14,7 +14,6 @@ value and what is allowed.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.data.sources import read_jsonl_rows
 from mudman.errors import ConfigError
 from mudman.evaluation.multiple_choice import LETTERS, MAX_CHOICES, MIN_CHOICES, Question
 from mudman.registry import Registry
@@ -96,26 +96,6 @@ def rows_to_questions(rows: Iterable[Any], spec: DictConfig, where: str) -> list
     return [row_to_question(row, fields, f"{where} row {i}") for i, row in enumerate(rows, 1)]
 
 
-def read_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
-    """Rows of a JSONL file, with a clear error for a missing, empty or malformed file."""
-    if not path.is_file():
-        raise ConfigError(f"{key}.path={str(path)!r}: file not found")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ConfigError(
-                    f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})"
-                ) from err
-    if not rows:
-        raise ConfigError(f"{key}.path={str(path)!r} is empty")
-    return rows
-
-
 def _required_path(spec: DictConfig, key: str) -> Path:
     if OmegaConf.is_missing(spec, "path") or not spec.get("path"):
         raise ConfigError(f"{key}.path is required (a JSONL file with question/choices/answer)")
@@ -127,7 +107,7 @@ def load_jsonl(spec: DictConfig, key: str, cache_dir: str | None) -> list[Questi
     """Your own file: one JSON object per line with question, choices, answer (, subject)."""
     path = _required_path(spec, key)
     _fields(spec, key)  # a bad `fields` key fails before the file is read
-    return rows_to_questions(read_jsonl(path, key), spec, f"{key}.path={str(path)!r}")
+    return rows_to_questions(read_jsonl_rows(path, key), spec, f"{key}.path={str(path)!r}")
 
 
 @MC_SOURCES.register("asset")
@@ -136,7 +116,7 @@ def load_asset(spec: DictConfig, key: str, cache_dir: str | None) -> list[Questi
     from mudman.assets import require_asset
 
     path = require_asset(spec.asset, cache_dir) / spec.file
-    return rows_to_questions(read_jsonl(path, key), spec, f"{key} ({path})")
+    return rows_to_questions(read_jsonl_rows(path, key), spec, f"{key} ({path})")
 
 
 @MC_SOURCES.register("hf")
@@ -247,7 +227,7 @@ def load_go_terms(spec: DictConfig, key: str, cache_dir: str | None) -> list[Que
         path = require_asset(spec.get("asset", "go-definitions"), cache_dir) / spec.get(
             "file", "definitions.jsonl"
         )
-    definitions = read_jsonl(path, key)
+    definitions = read_jsonl_rows(path, key)
     needed = ("go_id", "term", "ontology", "text", "split")
     for i, row in enumerate(definitions, 1):
         if not isinstance(row, dict) or any(f not in row for f in needed):
