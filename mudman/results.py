@@ -105,7 +105,8 @@ def format_table(record: dict[str, Any]) -> str:
         base = record["baseline"]["objective"]
         line = f"baseline (same relearning, no unlearning): {_fmt(base)}"
         if record["objective"] is not None:
-            line += f"   gain over baseline: {record['objective'] - base:+.4f}"
+            gain = record["objective"] - base if better == "higher" else base - record["objective"]
+            line += f"   gain over baseline: {gain:+.4f} (positive = more robust)"
         lines.append(line)
     timings = record.get("timings", {})
     lines.append(
