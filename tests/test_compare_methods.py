@@ -85,3 +85,27 @@ def test_every_default_method_has_a_grid_that_divides_the_budget():
         assert len(points) >= 3 and all(len(p) == 1 for p in points)
         values = [next(iter(p.values())) for p in points]
         assert values == sorted(values) and len(set(values)) == len(values)
+
+
+def test_resume_runs_only_the_missing_grid_points(tmp_path, monkeypatch):
+    import json
+
+    import mudman.trial
+
+    script = _script()
+    points = script.grid_points("mudman")
+    assert len(points) == 3
+    kept = {**record("mudman", "completed", 4.0, forget_after=7.0), "setting": points[0]}
+    (tmp_path / "results.jsonl").write_text(json.dumps(kept) + "\n")
+    ran = []
+
+    def fake_run_trial(cfg):
+        ran.append(float(cfg.method.unlearning_rate))
+        return record("mudman", "completed", 3.9, forget_after=6.5)
+
+    monkeypatch.setattr(mudman.trial, "run_trial", fake_run_trial)
+    script.main(["--methods", "mudman", "--out", str(tmp_path), "--resume"])
+    assert ran == [p["method.unlearning_rate"] for p in points[1:]]
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["objective"] == 4.0
+    assert "| mudman | 5 |" in (tmp_path / "table.md").read_text()
