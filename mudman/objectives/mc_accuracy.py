@@ -18,9 +18,16 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.data.batching import tokenizer_fingerprint
 from mudman.errors import ConfigError, TrialRejected
-from mudman.evaluation.multiple_choice import check_scoring, metric_names
+from mudman.evaluation.multiple_choice import (
+    MultipleChoiceEvaluator,
+    check_scoring,
+    load_task,
+    metric_names,
+)
 from mudman.objectives.base import OBJECTIVES, Objective
+from mudman.results import write_json_atomic
 
 ROLES = ("target", "guard")
 _TASKS: dict[str, Any] = {}  # loaded and tokenized once per process: a sweep worker reuses
@@ -28,8 +35,6 @@ _EVALUATORS: dict[str, Any] = {}
 
 
 def _task(spec: DictConfig, cache_dir: str | None, role: str):
-    from mudman.evaluation.multiple_choice import load_task
-
     key = json.dumps([OmegaConf.to_container(spec, resolve=True), cache_dir], sort_keys=True)
     if key not in _TASKS:
         _TASKS[key] = load_task(spec, cache_dir, key=f"objective.{role}")
@@ -39,9 +44,6 @@ def _task(spec: DictConfig, cache_dir: str | None, role: str):
 def _evaluator(
     spec: DictConfig, tokenizer, device: torch.device, cache_dir, batch_size: int, role: str
 ):
-    from mudman.data.batching import tokenizer_fingerprint
-    from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator
-
     spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
     key = hashlib.sha256(
         f"{spec_json}|{tokenizer_fingerprint(tokenizer)}|{device}|{batch_size}".encode()
@@ -135,8 +137,6 @@ class MultipleChoiceAccuracy(Objective):
         else:
             values = self.measure(model)
             if self.start_cache is not None:
-                from mudman.results import write_json_atomic
-
                 write_json_atomic(values, self.start_cache)
         self.history = [(0, values)]
         base = self.cfg.get("guard_base")
