@@ -117,6 +117,8 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         raise ConfigError(f"dtype={cfg.dtype!r} is not allowed; allowed: auto, {', '.join(DTYPES)}")
     if cfg.model.get("dtype") not in DTYPES:
         raise ConfigError(f"model.dtype={cfg.model.get('dtype')!r}; allowed: {', '.join(DTYPES)}")
+    if not isinstance(cfg.get("tf32", True), bool):
+        raise ConfigError(f"tf32={cfg.get('tf32')!r}; allowed: true or false (default true)")
     for flag in ("trust_remote_code", "allow_pickle"):  # security switches: off unless true
         value = cfg.model.get(flag, False)
         if not isinstance(value, bool):

@@ -114,12 +114,16 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def check_data(cfg: DictConfig) -> None:
-    """Files exist, parse, have the field, and give enough exact-length examples."""
-    from mudman.data.batching import build_trial_data
-    from mudman.models.loading import load_tokenizer
+    """Files exist, parse, have the field, and give enough exact-length examples. The batches
+    built here stay on the trial's device for the trial (and the next ones) to reuse."""
+    from mudman.data.device_cache import DEVICE_DATA
+    from mudman.models.loading import load_tokenizer, resolve_device
 
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-    build_trial_data(cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir)
+    device = resolve_device(cfg.device)
+    DEVICE_DATA.get(
+        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir, device
+    )
 
 
 def check_objective(cfg: DictConfig) -> None:

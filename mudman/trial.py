@@ -26,12 +26,18 @@ from tqdm.auto import tqdm
 
 from mudman.attack.relearning import PASSES_PER_STEP, relearn
 from mudman.config import validate_config
-from mudman.data.batching import TrialData, build_trial_data
+from mudman.data.batching import TrialData
+from mudman.data.device_cache import DEVICE_DATA
 from mudman.errors import TrialRejected
 from mudman.evaluation.lm_loss import forget_retain_losses
 from mudman.methods import UnlearningMethod
 from mudman.methods.monitor import PassMonitor
-from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+from mudman.models.loading import (
+    load_model_and_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    set_tf32,
+)
 from mudman.models.targets import select_target_params
 from mudman.objectives import Objective, build_objective
 from mudman.results import write_json_atomic
@@ -115,6 +121,8 @@ def baseline_key(cfg: DictConfig) -> str:
         }
     )
     parts["device_type"] = resolve_device(cfg.device).type
+    if parts["device_type"] == "cuda":  # TF32 changes the numbers; CPU keys stay as they were
+        parts["tf32"] = bool(cfg.get("tf32", True))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -153,14 +161,15 @@ def run_trial(
     timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
+    tf32 = set_tf32(device, bool(cfg.get("tf32", True)))
     wall_start = time.perf_counter()
 
     with timed(timings, "load_s"):
         model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    with timed(timings, "data_s"):
-        data = build_trial_data(
-            cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
-        ).to(device)
+    with timed(timings, "data_s"):  # built on the device once per process (per study worker)
+        data, data_reused = DEVICE_DATA.get(
+            cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir, device
+        )
     params = select_target_params(model, cfg.target_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in params)  # no weight gradients for untargeted parameters
@@ -172,6 +181,8 @@ def run_trial(
         "rejection": None,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "tf32": tf32,
+        "data_reused": data_reused,
         "targets": list(params),
         "n_targeted_params": sum(p.numel() for p in params.values()),
         "n_model_params": sum(p.numel() for p in model.parameters()),

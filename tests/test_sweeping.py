@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mudman.errors import ConfigError
-from mudman.sweeping.hydra_sweep import split_arguments
+from mudman.sweeping.hydra_sweep import split_arguments, worker_environment
 from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage, mask_url
@@ -388,6 +388,16 @@ def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
         if trial.state == TrialState.COMPLETE:
             record = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())
             assert record["objective"] == trial.value == trial.user_attrs["objective"]
+
+
+def test_workers_split_the_cpu_cores_unless_the_user_set_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert worker_environment(4)["OMP_NUM_THREADS"] == "4"
+    assert worker_environment(3)["OMP_NUM_THREADS"] == "5"
+    assert worker_environment(32)["OMP_NUM_THREADS"] == "1"  # never zero
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert worker_environment(4)["OMP_NUM_THREADS"] == "7"
 
 
 def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files):

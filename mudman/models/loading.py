@@ -32,6 +32,17 @@ def resolve_device(device: str) -> torch.device:
         ) from err
 
 
+def set_tf32(device: torch.device, enabled: bool) -> bool:
+    """TF32 matmuls and convolutions on CUDA (Ampere and newer run float32 matmuls on tensor
+    cores with a 10-bit mantissa, ~2-8x faster); set explicitly for every trial so a process
+    never inherits the previous trial's choice. Returns whether TF32 is in effect."""
+    if device.type != "cuda":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return enabled and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_dtype(dtype: str, model_dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` takes the model's preferred dtype, falling back to float32 where unsupported."""
     name = model_dtype if dtype == "auto" else dtype

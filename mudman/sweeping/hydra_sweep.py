@@ -78,6 +78,20 @@ def trial_attrs(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return json.loads(json.dumps(attrs, default=str))
 
 
+def worker_environment(n_jobs: int) -> dict[str, str]:
+    """Environment of the worker processes: the CPU cores split between them.
+
+    Every torch process otherwise starts one thread per core, so ``n_jobs`` workers would
+    oversubscribe the CPU ``n_jobs`` times over (CPU trials slow down; GPU workers only need a
+    thread or two to feed the device). A user's own ``OMP_NUM_THREADS`` is kept.
+    """
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // n_jobs))
+    return env
+
+
 def study_directions(cell_cfg: DictConfig) -> list[str]:
     """The objective's directions; ``hydra.sweeper.direction``, if set, must agree with them."""
     from mudman.objectives import build_objective
@@ -263,6 +277,7 @@ class OptunaGridSweep:
             int(self.cfg.get("heartbeat_interval", 10)),
             int(self.cfg.get("grace_period", 30)),
         )
+        env = worker_environment(n_jobs)
         procs, logs = [], []
         for worker in range(n_jobs):
             cmd = [
@@ -276,7 +291,9 @@ class OptunaGridSweep:
             ]
             logs.append(sweep_dir / f"worker{worker}.log")
             with logs[-1].open("w") as handle:
-                procs.append(subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                )
             log.info("worker %d started (pid %d), log: %s", worker, procs[-1].pid, logs[-1])
         codes = [p.wait() for p in procs]
         failed = [i for i, code in enumerate(codes) if code]
