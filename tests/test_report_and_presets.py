@@ -166,3 +166,42 @@ def test_wmdp_presets_compose_with_the_paper_settings(preset):
         assert cfg.objective.eval_every_passes == 120 and cfg.objective.guard_allowance == 0.01
         assert cfg.model.name == "llama-3.2-1b" and cfg.hydra.sweeper.n_trials == 300
         assert cfg.objective.target.name == "wmdp_bio" and cfg.objective.guard.source == "hub"
+
+
+def _run_dir(root, name, overrides, record):
+    import json
+
+    (root / name / ".hydra").mkdir(parents=True)
+    (root / name / ".hydra" / "overrides.yaml").write_text(
+        "".join(f"- {o}\n" for o in overrides)
+    )
+    if record is not None:
+        (root / name / "results.json").write_text(json.dumps(record))
+
+
+def test_report_tabulates_a_plain_multirun_grid_by_its_varying_overrides(tmp_path, capsys):
+    grid = tmp_path / "multirun"
+
+    def done(objective, forget):
+        return {
+            "status": "completed",
+            "objective": objective,
+            "baseline": {"objective": 3.5},
+            "losses": {"after_unlearning": {"forget_loss": forget, "retain_loss": 4.7}},
+            "timings": {"total_s": 60.0},
+        }
+
+    _run_dir(grid, "0", ["model=house", "attack.lr=1e-2"], done(4.0, 7.0))
+    _run_dir(grid, "1", ["model=house", "attack.lr=3e-3"], done(4.5, 7.1))
+    rejected = {"status": "rejected", "objective": None, "rejection": {"reason": "retain loss"}}
+    _run_dir(grid, "2", ["model=house", "attack.lr=1e-1"], rejected)
+    _run_dir(grid, "3", ["model=house", "attack.lr=1"], None)  # still running: no results.json
+    assert report_main(["--runs", str(grid), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "runs.md").read_text().splitlines()
+    assert table[0].startswith("| attack.lr | status | objective | baseline |")  # model is fixed
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| 3e-3", "| 1e-2", "| 1e-1"]
+    assert table[2] == "| 3e-3 | completed | 4.500 | 3.500 | 7.100 | 4.700 | 60.000 |"
+    assert "| 1e-1 | rejected (retain loss) | - | - | - | - | - |" in table
+    assert "(3 runs)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report_main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 
 from mudman.report.figures import bar_chart, study_plots
+from mudman.report.runs import read_runs, runs_table
 from mudman.report.stats import study_stats
 from mudman.report.tables import markdown_table
 from mudman.sweeping.storage import mask_url
@@ -28,7 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", type=int, default=30, help="N valid trials for mean/SEM")
     parser.add_argument("--out", default="outputs/report", help="folder for table and figures")
     parser.add_argument("--no-plots", action="store_true", help="table only")
+    parser.add_argument(
+        "--runs",
+        metavar="DIR",
+        help="instead of a storage: tabulate the results.json of a plain multirun grid under DIR",
+    )
     args = parser.parse_args(argv)
+    if args.runs:
+        return report_runs(parser, Path(args.runs), Path(args.out))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -58,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
             for path in study_plots(study, out / study.study_name):
                 print(f"plot: {path}")
     print(f"table: {out / 'table.md'}")
+    return 0
+
+
+def report_runs(parser: argparse.ArgumentParser, root: Path, out: Path) -> int:
+    """``--runs DIR``: one row per run of a grid launched without the Optuna sweeper."""
+    rows = read_runs(root)
+    if not rows:
+        parser.error(f"--runs {root}: no results.json under it")
+    table = runs_table(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs.md").write_text(table + "\n")
+    print(table)
+    print(f"table: {out / 'runs.md'} ({len(rows)} runs)")
     return 0
 
 
