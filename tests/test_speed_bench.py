@@ -41,3 +41,18 @@ def test_bench_gpu_runs_on_cpu(capsys):
     )
     out = capsys.readouterr().out
     assert '"shape": "house"' in out and "trials/h" in out
+
+
+def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files, tmp_path, capsys):
+    overrides = [
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        f"paths.cache_dir={tmp_path}",
+    ]
+    bench = _script("bench_sweep")
+    assert bench.main(["--trials", "2", *overrides, "--n-jobs", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1 worker(s): 2 trials {'RUNNING': 0, 'COMPLETE': 2" in out
+    assert "2 worker(s): 2 trials {'RUNNING': 0, 'COMPLETE': 2" in out
+    assert "concurrency" in out and "vs 1 worker(s)" in out
