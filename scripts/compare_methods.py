@@ -54,7 +54,7 @@ DEFAULT_OVERRIDES = [
 # at 1e-3 .. 1e-2 all completed, so its grid moved up.
 GRIDS: dict[str, dict[str, list[float]]] = {
     "mudman": {"method.unlearning_rate": [1e-3, 3e-3, 1e-2]},
-    "no_masking": {"method.unlearning_rate": [1e-3, 3e-3, 1e-2]},
+    "no_masking": {"method.unlearning_rate": [1e-4, 3e-4, 1e-3]},
     "no_meta_learning": {"method.unlearning_rate": [1e-3, 3e-3, 1e-2]},
     "no_normalization": {"method.unlearning_rate": [1.0, 3.0, 10.0]},
     "tar": {"method.unlearning_rate": [0.01, 0.03, 0.1]},
