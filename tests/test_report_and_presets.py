@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
@@ -169,12 +171,8 @@ def test_wmdp_presets_compose_with_the_paper_settings(preset):
 
 
 def _run_dir(root, name, overrides, record):
-    import json
-
     (root / name / ".hydra").mkdir(parents=True)
-    (root / name / ".hydra" / "overrides.yaml").write_text(
-        "".join(f"- {o}\n" for o in overrides)
-    )
+    (root / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     if record is not None:
         (root / name / "results.json").write_text(json.dumps(record))
 
