@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 from tests.conftest import REPO
 
@@ -56,3 +57,23 @@ def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files,
     assert "1 worker(s): 2 trials {'RUNNING': 0, 'COMPLETE': 2" in out
     assert "2 worker(s): 2 trials {'RUNNING': 0, 'COMPLETE': 2" in out
     assert "concurrency" in out and "vs 1 worker(s)" in out
+
+
+def test_bench_precision_checks_updates_before_timing(text_files, tmp_path, capsys):
+    overrides = [
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+        f"paths.cache_dir={tmp_path}",
+        "batch_size=4",
+        "context_len=32",
+    ]
+    bench = _script("bench_precision")
+    args = [*overrides, "--variants", "float32,bfloat16", "--loops", "1", "--rounds", "1"]
+    assert bench.main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert set(result["seconds_per_loop"]) == {"float32", "bfloat16"}
+    errors = result["relative_update_error_vs_float32"]
+    assert errors["float32"] == 0 and 0 < errors["bfloat16"] < 2  # bf16 rounds the update
