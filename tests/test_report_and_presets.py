@@ -142,6 +142,12 @@ def test_ablation_presets_compose_with_a_valid_space_per_variant(preset):
         assert ("method.unlearning_rate" in space) == (variant != "baseline")
         if variant == "no_meta_learning":
             assert "method.adv_lr" not in space
+        if variant == "tar":  # the paper's TAR inherits the normalized range unless a preset
+            ranges = cfg.search_ranges  # gives it its own (the house model does)
+            expected = ranges.get("unlearning_rate_tar") or ranges.unlearning_rate
+            raw = OmegaConf.to_container(sweeper.params, resolve=True)
+            assert raw["method.unlearning_rate"] == expected
+            assert ("unlearning_rate_tar" in ranges) == (preset == "house_python")
         validate_config(cfg)  # budgets divide into loops, values in range
 
 
