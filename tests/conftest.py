@@ -25,6 +25,28 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
 
+# The W&B logger config the tracking tests build trackers from (offline: nothing leaves here).
+WANDB_CFG = {
+    "name": "wandb",
+    "project": "mudman-test",
+    "entity": None,
+    "group": "g",
+    "job_type": "trial",
+    "run_name": None,
+    "tags": [],
+    "mode": "offline",
+}
+
+
+def tiny_jsonl_args(text_files: dict[str, Path]) -> list[str]:
+    """Overrides selecting the tiny Llama and the ``text_files`` fixture as forget/retain data."""
+    return [
+        "model=tiny-llama",
+        "data=jsonl",
+        f"data.forget.local.path={text_files['forget']}",
+        f"data.retain.local.path={text_files['retain']}",
+    ]
+
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run tests on real offline assets")
@@ -80,10 +102,7 @@ def compose(text_files, tmp_path):
 
     def _compose(*overrides: str):
         base = [
-            "model=tiny-llama",
-            "data=jsonl",
-            f"data.forget.local.path={text_files['forget']}",
-            f"data.retain.local.path={text_files['retain']}",
+            *tiny_jsonl_args(text_files),
             "logger=none",
             "progress=false",
             f"paths.cache_dir={tmp_path / 'cache'}",

@@ -31,7 +31,7 @@ from mudman.preflight import check_dirs, check_output_dir
 from mudman.redaction import RedactingFilter, mask_url, redact, secret_values
 from mudman.results import process_memory
 
-from .conftest import REPO
+from .conftest import REPO, WANDB_CFG, tiny_jsonl_args
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -50,10 +50,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _tiny_args(text_files) -> list[str]:
     return [
-        "model=tiny-llama",
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
+        *tiny_jsonl_args(text_files),
         "logger=none",
         "progress=false",
         "batch_size=4",
@@ -246,16 +243,6 @@ def test_cli_refuses_bad_output_dirs_before_hydra_writes_or_a_model_loads(tmp_pa
 
 
 # ------------------------------------------------------------------ W&B misconfigured/unreachable
-WANDB_CFG = {
-    "name": "wandb",
-    "project": "mudman-test",
-    "entity": None,
-    "group": "g",
-    "job_type": "trial",
-    "run_name": None,
-    "tags": [],
-    "mode": "offline",
-}
 
 
 def test_wandb_bad_mode_disables_it_for_the_run_and_says_so_once(tmp_path, caplog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_jsonl_args
 
 
 def _script(name: str):
@@ -15,15 +15,19 @@ def _script(name: str):
     return module
 
 
-def test_bench_trial_reports_ratios(text_files, tmp_path):
-    overrides = [
-        "model=tiny-llama",
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
+def _tiny(text_files, tmp_path) -> list[str]:
+    """The tiny model and fixture texts at batch 4 x 32, caching under ``tmp_path``."""
+    return [
+        *tiny_jsonl_args(text_files),
         f"paths.cache_dir={tmp_path}",
         "batch_size=4",
         "context_len=32",
+    ]
+
+
+def test_bench_trial_reports_ratios(text_files, tmp_path):
+    overrides = [
+        *_tiny(text_files, tmp_path),
         "unlearn_passes=20",
         "relearn_passes=10",
         "eval_every_passes=10",
@@ -45,12 +49,7 @@ def test_bench_gpu_runs_on_cpu(capsys):
 
 
 def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files, tmp_path, capsys):
-    overrides = [
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
-        f"paths.cache_dir={tmp_path}",
-    ]
+    overrides = [*tiny_jsonl_args(text_files), f"paths.cache_dir={tmp_path}"]
     bench = _script("bench_sweep")
     assert bench.main(["--trials", "2", *overrides, "--n-jobs", "1", "2"]) == 0
     out = capsys.readouterr().out
@@ -60,17 +59,9 @@ def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files,
 
 
 def test_bench_precision_checks_updates_before_timing(text_files, tmp_path, capsys):
-    overrides = [
-        "model=tiny-llama",
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
-        f"paths.cache_dir={tmp_path}",
-        "batch_size=4",
-        "context_len=32",
-    ]
     bench = _script("bench_precision")
-    args = [*overrides, "--variants", "float32,bfloat16", "--loops", "1", "--rounds", "1"]
+    options = ["--variants", "float32,bfloat16", "--loops", "1", "--rounds", "1"]
+    args = [*_tiny(text_files, tmp_path), *options]
     assert bench.main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["errors"] == {}

@@ -23,7 +23,7 @@ from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage, mask_url
 
-from .conftest import REPO
+from .conftest import REPO, tiny_jsonl_args
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -319,10 +319,7 @@ def _sweep(tmp_path, text_files, *extra, n_trials=3):
         "mudman",
         "-m",
         "hydra/sweeper=mudman_optuna",
-        "model=tiny-llama",
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
+        *tiny_jsonl_args(text_files),
         "logger=none",
         "progress=false",
         "unlearn_passes=30",

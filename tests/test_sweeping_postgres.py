@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from mudman.sweeping.storage import make_storage
 
-from .conftest import REPO
+from .conftest import REPO, tiny_jsonl_args
 from .test_sweeping import _worker, assert_study_intact, run_with_random_kills
 
 PG_BIN = (
@@ -146,10 +146,7 @@ def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_
     args = [
         "-m",
         "hydra/sweeper=mudman_optuna",
-        "model=tiny-llama",
-        "data=jsonl",
-        f"data.forget.local.path={text_files['forget']}",
-        f"data.retain.local.path={text_files['retain']}",
+        *tiny_jsonl_args(text_files),
         "logger=wandb",
         "logger.mode=offline",
         "+model.token=${oc.env:HF_TOKEN}",  # a token reaching the config by interpolation

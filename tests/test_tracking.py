@@ -10,16 +10,7 @@ from omegaconf import OmegaConf
 from mudman.tracking import NullTracker, build_tracker
 from mudman.trial import run_trial
 
-WANDB_CFG = {
-    "name": "wandb",
-    "project": "mudman-test",
-    "entity": None,
-    "group": "g",
-    "job_type": "trial",
-    "run_name": None,
-    "tags": [],
-    "mode": "offline",
-}
+from .conftest import WANDB_CFG
 
 
 def test_offline_wandb_run_is_written_under_the_run_dir(tmp_path, monkeypatch):

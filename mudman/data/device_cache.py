@@ -23,7 +23,6 @@ class DeviceDataCache:
     def __init__(self) -> None:
         self.key: str | None = None
         self.data: TrialData | None = None
-        self.hits = 0
         self.builds = 0
 
     def get(
@@ -50,7 +49,6 @@ class DeviceDataCache:
             ).encode()
         ).hexdigest()
         if key == self.key and self.data is not None:
-            self.hits += 1
             return self.data, True
         self.clear()  # free the old batches before building the new ones
         data = build_trial_data(data_cfg, tokenizer, context_len, batch_size, cache_dir)
