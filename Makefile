@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # Two commands matter: `make run` (set up + offline assets + the main job) and `make test`.
 PYTHON ?= python3
 VENV := .venv
@@ -7,18 +8,32 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 ARGS ?=
+# The lock: exact versions the suite passed on (pip constraints); see docs/installs.md.
+LOCK := constraints.txt
+LATEST := .venv-latest
+OLDEST := .venv-oldest
+# The lowest versions pyproject.toml admits for the libraries whose APIs the code adapts to.
+OLDEST_SPECS := "transformers==5.0.0" "tokenizers==0.22.2"
+PYTEST := $(OFFLINE) WANDB_MODE=disabled
 
 MAIN_ASSETS := --only smollm2-135m --only python-stdlib --only wikipedia
 
-.PHONY: venv assets assets-main run test test-slow lint clean-outputs
+.PHONY: help venv assets assets-main run test test-slow test-latest test-oldest lock lint clean-outputs
+.DEFAULT_GOAL := help
 
-venv: $(VENV)/.installed
+help:  ## list the targets
+	@echo "mudman: make TARGET [ARGS=\"hydra overrides or pytest args\"]"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' \
+		| awk -F'\t' '{printf "  %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+venv: $(VENV)/.installed  ## .venv with the locked versions (constraints.txt)
+
+# A fresh venv (or a changed pyproject.toml / lock) installs exactly the locked versions.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $@
 
 assets: venv  ## prepare every offline asset, incl. the house model (~10 min once; idempotent)
@@ -32,14 +47,35 @@ run: assets-main  ## the main job: one MUDMAN trial + baseline on SmolLM2-135M, 
 
 test: venv  ## lint + the offline test suite (tiny models built in code)
 	$(BIN)/ruff check mudman tests scripts
-	$(OFFLINE) WANDB_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
+	$(PYTEST) $(BIN)/python -m pytest -q $(ARGS)
 
 test-slow: venv assets-main  ## also the opt-in tests on the real SmolLM2 asset
-	$(OFFLINE) WANDB_MODE=disabled $(BIN)/python -m pytest -q --run-slow $(ARGS)
+	$(PYTEST) $(BIN)/python -m pytest -q --run-slow $(ARGS)
 
-lint: venv
+test-latest:  ## the suite on the NEWEST versions pyproject.toml admits (finds drift on purpose)
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	@$(LATEST)/bin/python -m pip freeze --exclude-editable | diff <(grep -v '^#' $(LOCK)) - \
+		| grep '^[<>]' | grep -v -i -E '^[<>] torch==' || echo "latest = the lock"
+	$(PYTEST) $(LATEST)/bin/python -m pytest -q $(ARGS)
+
+test-oldest:  ## the suite on the LOWEST supported transformers/tokenizers (the other end)
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(OLDEST)/bin/python -m pip install -q -e '.[dev]' $(OLDEST_SPECS)
+	$(PYTEST) $(OLDEST)/bin/python -m pytest -q $(ARGS)
+
+lock:  ## write constraints.txt from .venv-latest (after `make test-latest` passed)
+	bash scripts/lock.sh $(LATEST)
+
+lint: venv  ## ruff check + format check
 	$(BIN)/ruff check mudman tests scripts
 	$(BIN)/ruff format --check mudman tests scripts
 
-clean-outputs:
+clean-outputs:  ## delete outputs/ (run and sweep directories)
 	rm -rf outputs

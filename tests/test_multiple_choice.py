@@ -6,7 +6,9 @@ marked ``slow``.
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -697,3 +699,42 @@ def test_real_smollm2_choice_text_shared_prefix_equals_unpadded_scoring():
     assert evaluator.used_shared_prefix  # SmolLM2 takes a KV cache
     reference = _reference_loglik(model, tokenizer, task)
     assert torch.allclose(got, reference, atol=2e-4, rtol=0), (got - reference).abs().max()
+
+
+class _NoCacheModel(torch.nn.Module):
+    """A model whose ``forward`` names no KV-cache keyword (like a custom wrapper)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        return self.inner(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        )
+
+
+def test_shared_prefix_names_the_cache_keyword_the_model_takes_and_says_when_it_cannot(caplog):
+    tokenizer = byte_tokenizer()
+    model = sharp_tiny_llama(seed=3, vocab=257)
+    task = small_task(MMLU_DESCRIPTION)
+    task.scoring = "choice_text"
+    # this transformers' forward takes the cache under one of the two names the evaluator knows
+    names = inspect.signature(model.forward).parameters
+    assert "cache" in names or "past_key_values" in names
+    reference = _reference_loglik(model, tokenizer, task)
+    shared = MultipleChoiceEvaluator(task, tokenizer, batch_size=4)
+    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.multiple_choice"):
+        assert torch.allclose(shared.loglikelihoods(model), reference, atol=1e-4, rtol=0)
+    assert shared.used_shared_prefix
+    assert not caplog.records  # the fast path is taken without a word
+    fallback = MultipleChoiceEvaluator(task, tokenizer, batch_size=4)
+    wrapped = _NoCacheModel(model)
+    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.multiple_choice"):
+        assert torch.allclose(fallback.loglikelihoods(wrapped), reference, atol=1e-4, rtol=0)
+        fallback.loglikelihoods(wrapped)
+    assert not fallback.used_shared_prefix
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings  # once per evaluator, not once per call
+    assert "one row per choice" in warnings[0] and "takes no KV cache" in warnings[0]

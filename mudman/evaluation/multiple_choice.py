@@ -31,6 +31,7 @@ one model many times) without re-tokenizing.
 from __future__ import annotations
 
 import inspect
+import logging
 import random
 import string
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mudman.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# The KV-cache keyword of ``forward``: ``cache`` from transformers 5.24 on (the old name still
+# works there, with a deprecation warning), ``past_key_values`` before.
+_CACHE_KWARGS = ("cache", "past_key_values")
 
 LETTERS = string.ascii_uppercase
 SCORINGS = ("letters", "choice_text")
@@ -321,6 +327,7 @@ class MultipleChoiceEvaluator:
         shared = self.scoring == "choice_text" and not self.single_token
         self._prefix = self._prefix_batches(encoded) if shared else None
         self.used_shared_prefix = False  # which path the last call took (for reports and tests)
+        self._warned_fallback = False
 
     # -------------------------------------------------------------- batch building (once)
 
@@ -438,8 +445,10 @@ class MultipleChoiceEvaluator:
         width = batch.inputs.shape[1]
         if width == 0:
             return scores
-        cache = getattr(out, "past_key_values", None)
+        cache_kwarg = self._cache_kwarg(model)
+        cache = getattr(out, cache_kwarg, None)
         if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            self._fallback(f"the model returned no reusable KV cache (got {type(cache).__name__})")
             return None
         cache.batch_repeat_interleave(self.n_choices)
         context_mask = mask.repeat_interleave(self.n_choices, dim=0)
@@ -449,8 +458,8 @@ class MultipleChoiceEvaluator:
             input_ids=batch.inputs,
             attention_mask=torch.cat([context_mask, batch.input_mask], dim=1),
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kwarg: cache},
         )
         logprobs = torch.log_softmax(out.logits[:, -width:, :].float(), dim=-1)
         tokens = logprobs.gather(2, batch.targets[..., None]).squeeze(-1).double()
@@ -458,13 +467,30 @@ class MultipleChoiceEvaluator:
         return scores + rest
 
     def _can_share_prefix(self, model: Any, limit: int | None) -> bool:
-        return (
-            self.share_prefix
-            and self._prefix is not None
-            and (limit is None or self._longest <= limit)
-            and self._accepts(model, "past_key_values")
-            and self._accepts(model, "use_cache")
-        )
+        if not self.share_prefix or self._prefix is None:
+            return False
+        if limit is not None and self._longest > limit:
+            self._fallback(f"a prompt of {self._longest} tokens exceeds the window of {limit}")
+            return False
+        if self._cache_kwarg(model) is None or not self._accepts(model, "use_cache"):
+            self._fallback(f"{type(model).__name__}.forward takes no KV cache")
+            return False
+        return True
+
+    def _cache_kwarg(self, model: Any) -> str | None:
+        """The name under which ``model.forward`` takes a KV cache, or None."""
+        return next((name for name in _CACHE_KWARGS if self._accepts(model, name)), None)
+
+    def _fallback(self, why: str) -> None:
+        """Say once per evaluator that the shared-prefix path is not taken (it is ~n_choices
+        times cheaper on long prompts; the scores are the same up to float rounding)."""
+        if not self._warned_fallback:
+            self._warned_fallback = True
+            log.warning(
+                "task %s: scoring one row per choice instead of sharing each question's prefix: %s",
+                self.task.name,
+                why,
+            )
 
     def _forward_logprobs(self, model: Any, batch: _Batch, limit: int | None) -> torch.Tensor:
         """float32 log-softmax over the vocabulary at the last ``batch.keep`` positions."""
