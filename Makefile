@@ -13,7 +13,7 @@ LOCK := constraints.txt
 LATEST := .venv-latest
 OLDEST := .venv-oldest
 # The lowest versions pyproject.toml admits for the libraries whose APIs the code adapts to.
-OLDEST_SPECS := "transformers==5.0.0" "tokenizers==0.22.2"
+OLDEST_SPECS := "transformers==5.0.0" "tokenizers==0.22.0"
 PYTEST := $(OFFLINE) WANDB_MODE=disabled
 
 MAIN_ASSETS := --only smollm2-135m --only python-stdlib --only wikipedia

@@ -43,10 +43,14 @@ def test_same_seed_gives_identical_results(compose):
 
 
 def test_unlearning_raises_forget_loss_of_a_trained_model(compose, trained_tiny_dir):
+    # 0.02, not 0.03: the trained fixture differs in float rounding between CPU kernels, and at
+    # 0.03 the AVX2 kernels' model breaks the retain budget in 10 passes (the scalar kernels, and
+    # the CPUs earlier CI runs passed on, do not). At 0.02 AVX2 and ATEN_CPU_CAPABILITY=default
+    # both complete with margin (forget +0.77 / +0.57, retain +0.18 / +0.18).
     record = run_trial(
         compose(
             f"model.path={trained_tiny_dir}",
-            "method.unlearning_rate=0.03",
+            "method.unlearning_rate=0.02",
             "unlearn_passes=60",
             "retain_loss_budget=0.5",
         )
