@@ -38,6 +38,7 @@ def spec_for(url, n_trials=5, seed=0, grace=2, **kw):
         n_trials=n_trials,
         space=space,
         sampler=optuna.samplers.RandomSampler(seed=seed),
+        sampler_for=lambda number: optuna.samplers.RandomSampler(seed=seed + number),
         poll_seconds=0.2,
         **kw,
     )
@@ -198,7 +199,8 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_duplicating(tmp_pa
     make_storage(url, 1, 2)  # create tables once
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, seed, out)) for seed in (0, 1)]
+    # the same base seed, as every worker of one sweep has: seeds follow trial numbers
+    procs = [ctx.Process(target=_worker, args=(url, 0, out)) for _ in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
