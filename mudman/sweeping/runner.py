@@ -24,6 +24,8 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
+import socket
 import sys
 import threading
 import time
@@ -44,6 +46,7 @@ from mudman.sweeping.storage import study_lock
 log = logging.getLogger(__name__)
 
 VALID = (TrialState.COMPLETE, TrialState.PRUNED)
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 OOM_ERRORS = ("MemoryError", "OutOfMemoryError")  # host; torch.OutOfMemoryError (CUDA, MPS)
 
 
@@ -230,6 +233,7 @@ def _next_trial(
             overrides = suggest_overrides(trial, spec.space)
             if spec.sampler_for is not None:
                 trial.set_user_attr("sampler_seed_offset", seed_number)
+            trial.set_user_attr("process", PROCESS)  # who ran it: host and pid
             params = study._storage.get_trial(trial._trial_id).params
             holder = _held_params(study, trial.number).get(params_key(params)) if params else None
             if holder is None:

@@ -1,0 +1,77 @@
+"""Issue 12 items 1, 3 and 6 through the real CLI: a resumed sweep adds new samples, a second
+experiment on the same study is refused, Ctrl-C exits 130 with the trial marked for a redo."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from .test_sweeping import _sweep
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+NAME = "jsonl-tiny-llama-mudman"
+
+
+def _study(tmp_path):
+    return optuna.load_study(study_name=NAME, storage=f"sqlite:///{tmp_path}/o.db")
+
+
+def test_a_resumed_sweep_adds_new_samples_and_another_experiment_is_refused(tmp_path, text_files):
+    for n_trials in (2, 4):  # the second command resumes the first (a kill, a top-up)
+        proc = _sweep(tmp_path, text_files, n_trials=n_trials)
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output[-3000:]
+    study = _study(tmp_path)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(params) == 4 and len(set(params)) == 4  # were: trials 2-3 copies of 0-1
+    recorded = study.user_attrs["config"]
+
+    proc = _sweep(
+        tmp_path, text_files, "unlearn_passes=20", "method.adv_lr=interval(0.001, 0.1)"
+    )  # the default study name, another experiment
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 2, output[-3000:]
+    (line,) = [x for x in output.splitlines() if x.startswith("Error:")]
+    assert f"study '{NAME}'" in line and "holds another experiment" in line
+    assert "unlearn_passes: 30 -> 20" in line and "search_space.method.adv_lr" in line
+    assert "hydra.sweeper.allow_config_change=true" in line and "Traceback" not in output
+    study = _study(tmp_path)
+    assert len(study.trials) == 4 and study.user_attrs["config"] == recorded  # untouched
+
+
+def test_ctrl_c_exits_130_in_one_line_and_the_trial_is_redone_at_once(tmp_path, text_files):
+    # a grace period far longer than the test: only the interrupt path can redo the trial
+    slow = ("hydra.sweeper.heartbeat_interval=60", "hydra.sweeper.grace_period=900")
+    slow += ("unlearn_passes=150",)  # trials long enough to be caught mid-way
+    proc = _sweep(tmp_path, text_files, *slow, n_trials=2)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            trials = _study(tmp_path).trials
+        except Exception:
+            continue
+        if any(t.state == TrialState.RUNNING for t in trials):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    lines = [x for x in output.splitlines() if "interrupted" in x]
+    assert len(lines) == 1 and "marked for an immediate redo" in lines[0], output[-3000:]
+    (stopped,) = _study(tmp_path).trials[:1]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["failure"] == "interrupted"
+
+    start = time.time()
+    proc = _sweep(tmp_path, text_files, *slow, n_trials=2)  # the same command again
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0 and time.time() - start < 900, output[-3000:]
+    trials = _study(tmp_path).trials
+    redo = trials[1]
+    assert redo.params == stopped.params and redo.user_attrs.get("redo_of") == stopped.number
+    assert TrialState.RUNNING not in [t.state for t in trials]
