@@ -94,3 +94,11 @@ def test_a_huge_row_is_cut_before_tokenizing_so_memory_stays_bounded():
     examples, counts = tokenize_counted([huge, "a" * 64], recording, 32)
     assert counts["kept"] == 2 and examples.shape == (2, 32)
     assert longest == [batching.max_chars(32)] and batching.max_chars(32) <= 4096
+
+
+def test_a_null_template_field_is_refused_with_its_line(compose, tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"term": "a", "text": "x"}) + "\n" + '{"term": null, "text": "y"}\n')
+    cfg = compose(f"data.forget.local.path={path}", "+data.forget.local.template='{term}: {text}'")
+    with pytest.raises(ConfigError, match=r"line 2: field 'term' is null; allowed: a value"):
+        _build(cfg)
