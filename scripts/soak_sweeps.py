@@ -75,8 +75,8 @@ def sweep_args(files: dict[str, Path], n_trials: int, *extra: str) -> list[str]:
         "progress=false",
         "batch_size=4",
         "context_len=32",
-        "unlearn_passes=60",
-        "relearn_passes=10",
+        "unlearn_passes=150",
+        "relearn_passes=20",
         "eval_every_passes=10",
         "compare_baseline=false",
         "retain_loss_budget=100",
@@ -188,6 +188,7 @@ def run_soak(
     start("duplicate")
     snapshot = None
     workers_seen: set[int] = set()  # a SIGKILLed parent's workers are no children of ours
+    parent_stopped = parent_killed = False
     events: list[dict[str, Any]] = []
     deadline = started + timeout
     while len(events) < kills and time.time() < deadline:
@@ -210,13 +211,19 @@ def run_soak(
             workers_seen.update(children(proc.pid))
         busy = running_pids(load(storage))  # processes in the middle of a trial
         number = len(events)
-        if number == 1 and live_parents:  # Ctrl-C of the n_jobs parent: forwarded to workers
-            victim, sig, role = live_parents[0].pid, signal.SIGINT, "n_jobs parent"
-        elif number == 3 and live_parents:  # SIGKILL of a parent: its workers go on alone
-            newest = live_parents[-1]
-            if not busy & set(children(newest.pid)) and time.time() < started + timeout / 2:
-                continue  # wait until its workers are mid-trial
+        newest = live_parents[-1] if live_parents else None
+        if number >= 1 and not parent_stopped and newest is not None:
+            # Ctrl-C of the n_jobs parent: forwarded to its workers
+            victim, sig, role = newest.pid, signal.SIGINT, "n_jobs parent"
+            parent_stopped = True
+        elif (
+            parent_stopped
+            and not parent_killed
+            and newest is not None
+            and busy & set(children(newest.pid))
+        ):  # SIGKILL of the re-submitted parent while its workers are mid-trial
             victim, sig, role = newest.pid, signal.SIGKILL, "n_jobs parent"
+            parent_killed = True
         else:
             workers = {c for p in live_parents for c in children(p.pid) if alive(c)}
             singles = {p.pid for k, p in commands if k == "duplicate" and p.poll() is None}
@@ -234,7 +241,7 @@ def run_soak(
             continue
         events.append({"t": round(time.time() - started, 1), "signal": sig.name, "target": role})
         say(f"[{events[-1]['t']:6.1f}s] {sig.name} -> {role} (pid {victim})")
-        if number == 2:
+        if role == "n_jobs parent" and sig == signal.SIGINT:
             start("parent", "hydra.sweeper.n_jobs=2")  # re-submitted: later SIGKILLed
         elif sum(p.poll() is None for _, p in commands) < 3:
             start("duplicate")
@@ -255,7 +262,7 @@ def run_soak(
             sys.executable,
             "-m",
             "mudman",
-            *sweep_args(files, n_trials, "unlearn_passes=30"),
+            *sweep_args(files, n_trials, "unlearn_passes=50"),
             f"hydra.sweep.dir={work}/sweeps/second",
         ],
         cwd=REPO,
@@ -269,6 +276,7 @@ def run_soak(
         kills=len(events),
         sigkill=sum(e["signal"] == "SIGKILL" for e in events),
         sigint=sum(e["signal"] == "SIGINT" for e in events),
+        parent_signals=[e["signal"] for e in events if e["target"] == "n_jobs parent"],
         events=events,
         commands=len(commands),
         exit_codes=[p.returncode for _, p in commands],
@@ -276,7 +284,7 @@ def run_soak(
         second_experiment_exit=second.returncode,
         second_experiment_refused=second.returncode == 2
         and "holds another experiment" in second.stderr
-        and "unlearn_passes: 60 -> 30" in second.stderr,
+        and "unlearn_passes: 150 -> 50" in second.stderr,
         second_experiment_message=second.stderr.strip().splitlines()[-1:],
         wall_s=round(time.time() - started, 1),
     )

@@ -130,7 +130,7 @@ def study_directions(cell_cfg: DictConfig) -> list[str]:
 class CellPlan:
     """One grid cell, composed, validated and preflighted: ready to open and run its study."""
 
-    label: str  # "grid cell 2/3 (method=tar)"
+    label: str  # "grid cell 2/3 (method=tar)", or "" for a sweep of one study
     overrides: list[str]
     cfg: DictConfig
     spec: StudySpec
@@ -179,9 +179,9 @@ class OptunaGridSweep:
             check_sweeper(self.cfg)
             grid, search, fixed = split_arguments(arguments)
             cells = list(itertools.product(*grid)) or [()]
-            plans = [
+            plans = [  # errors name the cell (a single study needs no name)
                 self._plan_cell(
-                    f"grid cell {n}/{len(cells)} ({' '.join(c) or 'single study'})",
+                    f"grid cell {n}/{len(cells)} ({' '.join(c)})" if len(cells) > 1 else "",
                     [*fixed, *c],
                     search,
                 )
@@ -195,7 +195,7 @@ class OptunaGridSweep:
                 return []
             studies = []
             for plan in plans:
-                log.info("%s", plan.label)
+                log.info("%s", plan.label or "single study")
                 studies.append(self._run_plan(plan))
             return studies
         except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
@@ -266,8 +266,8 @@ class OptunaGridSweep:
         directions = study_directions(cell_cfg)
         check_space(cell_cfg, space)  # every key exists; each range's ends pass validation
         experiment = experiment_of(cell_cfg, params)
-        print_ = fingerprint(experiment)
-        name = str(sweeper.study_name).replace(FINGERPRINT_TOKEN, print_[:8])
+        digest = fingerprint(experiment)
+        name = str(sweeper.study_name).replace(FINGERPRINT_TOKEN, digest[:8])
         check_study_name(name)
         url = os.path.expanduser(str(sweeper.storage))
         storage = make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period))
@@ -288,7 +288,7 @@ class OptunaGridSweep:
             sampler_for=seeded_samplers(sampler_cfg),
             max_failure_rate=float(sweeper.max_failure_rate),
             experiment=redact(experiment),
-            fingerprint=print_,
+            fingerprint=digest,
             allow_config_change=bool(sweeper.get("allow_config_change", False)),
             attrs=redact(  # study attrs are read by everyone with access to the storage
                 {
@@ -418,7 +418,7 @@ def _naming(label: str) -> Iterator[None]:
     try:
         yield
     except ConfigError as err:
-        if str(err).startswith("grid cell "):
+        if not label or str(err).startswith("grid cell "):
             raise
         raise ConfigError(f"{label}: {err}") from err
 
