@@ -212,8 +212,13 @@ def run_soak(
         busy = running_pids(load(storage))  # processes in the middle of a trial
         number = len(events)
         newest = live_parents[-1] if live_parents else None
-        if number >= 1 and not parent_stopped and newest is not None:
-            # Ctrl-C of the n_jobs parent: forwarded to its workers
+        if (
+            number >= 1
+            and not parent_stopped
+            and newest is not None
+            and busy & set(children(newest.pid))
+        ):
+            # Ctrl-C of the n_jobs parent while its workers are mid-trial: forwarded to them
             victim, sig, role = newest.pid, signal.SIGINT, "n_jobs parent"
             parent_stopped = True
         elif (
@@ -225,7 +230,7 @@ def run_soak(
             victim, sig, role = newest.pid, signal.SIGKILL, "n_jobs parent"
             parent_killed = True
         else:
-            workers = {c for p in live_parents for c in children(p.pid) if alive(c)}
+            workers = {pid for pid in workers_seen if alive(pid)}  # also a killed parent's
             singles = {p.pid for k, p in commands if k == "duplicate" and p.poll() is None}
             pool = [(pid, "worker" if pid in workers else "duplicate command") for pid in busy]
             pool = [(pid, role) for pid, role in pool if pid in workers | singles]
