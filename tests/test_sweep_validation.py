@@ -17,6 +17,7 @@ from mudman.sweeping.validation import (
     check_study_name,
     check_sweeper,
     check_trial_count,
+    study_name_for,
 )
 
 from .conftest import REPO, tiny_jsonl_args
@@ -61,6 +62,15 @@ def test_good_sweeper_keys_pass():
 def test_study_names_that_break_overrides_or_paths_are_refused(name):
     with pytest.raises(ConfigError, match=r"hydra.sweeper.study_name=.*allowed: 1-200 ASCII"):
         check_study_name(name)
+
+
+def test_the_fingerprint_token_gives_each_experiment_its_own_name():
+    assert study_name_for("ablation-mudman-{fingerprint}", "0123456789abcdef") == (
+        "ablation-mudman-01234567"
+    )
+    assert study_name_for("plain", "0123456789abcdef") == "plain"
+    with pytest.raises(ConfigError, match="study_name='a b-01234567'"):
+        study_name_for("a b-{fingerprint}", "0123456789abcdef")
 
 
 def test_study_names_of_the_presets_pass():

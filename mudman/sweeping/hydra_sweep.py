@@ -48,11 +48,10 @@ from mudman.sweeping.runner import (
 from mudman.sweeping.space import check_space, parse_space
 from mudman.sweeping.storage import make_storage
 from mudman.sweeping.validation import (
-    FINGERPRINT_TOKEN,
     check_space_size,
-    check_study_name,
     check_sweeper,
     check_trial_count,
+    study_name_for,
 )
 
 log = logging.getLogger(__name__)
@@ -267,8 +266,7 @@ class OptunaGridSweep:
         check_space(cell_cfg, space)  # every key exists; each range's ends pass validation
         experiment = experiment_of(cell_cfg, params)
         digest = fingerprint(experiment)
-        name = str(sweeper.study_name).replace(FINGERPRINT_TOKEN, digest[:8])
-        check_study_name(name)
+        name = study_name_for(sweeper.study_name, digest)
         url = os.path.expanduser(str(sweeper.storage))
         storage = make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period))
         check_model(cell_cfg)  # model config + module tree, then data: still no weights

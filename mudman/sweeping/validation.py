@@ -41,6 +41,12 @@ def check_study_name(name: Any) -> str:
     return name
 
 
+def study_name_for(template: Any, fingerprint: str) -> str:
+    """The study's name: ``{fingerprint}`` replaced by the experiment's first 8 hex digits
+    (each experiment then gets a study of its own), then checked."""
+    return check_study_name(str(template).replace(FINGERPRINT_TOKEN, fingerprint[:8]))
+
+
 def check_sweeper(sweeper: Any) -> None:
     """``n_trials``, ``n_jobs``, ``worker_id``, ``max_failure_rate``, ``heartbeat_interval``,
     ``grace_period`` (at least twice the heartbeat interval), ``allow_config_change``."""
