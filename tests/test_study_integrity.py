@@ -132,6 +132,8 @@ def test_run_only_keys_do_not_change_the_fingerprint():
     changed = OmegaConf.create({"unlearn_passes": 20, "progress": True})
     assert fingerprint(experiment_of(base, {})) != fingerprint(experiment_of(changed, {}))
     assert fingerprint(experiment_of(base, {})) != fingerprint(experiment_of(base, {"x": "1"}))
+    tables = OmegaConf.create({"unlearn_passes": 30, "search_space": {"tar": {"x": "1"}}})
+    assert fingerprint(experiment_of(tables, {})) == fingerprint(experiment_of(base, {}))
 
 
 def test_a_study_holding_another_experiment_is_refused_and_its_record_kept(tmp_path):

@@ -21,11 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 
 #: top-level config keys that never change a trial's numbers
 RUN_ONLY_KEYS = ("hydra", "sweep", "logger", "progress", "overwrite", "preflight", "paths")
+#: the tables a preset picks each variant's space from: the study's own effective space is in
+#: the experiment instead, so editing TAR's range does not refuse resuming MUDMAN's study
+SPACE_TABLES = ("search_space", "search_ranges")
 
 
 def experiment_of(cfg: DictConfig, search_space: dict[str, Any]) -> dict[str, Any]:
     """What the trials of a study depend on: resolved config minus run-only keys, plus the space."""
-    resolved = {k: v for k, v in resolved_container(cfg).items() if k not in RUN_ONLY_KEYS}
+    dropped = (*RUN_ONLY_KEYS, *SPACE_TABLES)
+    resolved = {k: v for k, v in resolved_container(cfg).items() if k not in dropped}
     experiment = {"config": resolved, "search_space": dict(search_space)}
     return json.loads(json.dumps(experiment, default=str, sort_keys=True))
 
