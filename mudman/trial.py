@@ -101,12 +101,19 @@ def attack(
     return result.forget_losses
 
 
-def baseline_key(cfg: DictConfig) -> str:
-    """Everything the relearn-only baseline depends on (not the method)."""
+def baseline_key(cfg: DictConfig, tokenizer: Any = None) -> str:
+    """Everything the relearn-only baseline depends on (not the method): the configs, the
+    sha256 of every input file (model, data, objective tasks) and the tokenizer."""
+    from mudman.data.batching import tokenizer_fingerprint
+    from mudman.data.digests import inputs_digest, selected_sources
+
     parts = {
         k: OmegaConf.to_container(cfg[k], resolve=True)
         for k in ("model", "data", "attack", "objective")
     }
+    parts["inputs"] = inputs_digest(selected_sources(cfg), cfg.paths.cache_dir)
+    if tokenizer is not None:
+        parts["tokenizer"] = tokenizer_fingerprint(tokenizer)
     parts.update(
         {
             k: cfg[k]
@@ -126,13 +133,37 @@ def baseline_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def read_cached_json(path: Path) -> dict | None:
+    """A cached JSON record, or ``None`` when absent or unreadable (then warned once, rebuilt)."""
+    from mudman.data.digests import warn_corrupt
+
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"holds a {type(record).__name__}, not an object")
+        return record
+    except (OSError, ValueError) as err:
+        warn_corrupt(path, err)
+        return None
+
+
 def run_baseline(
-    cfg: DictConfig, data: TrialData, device, dtype, tracker: Tracker, objective: Objective
+    cfg: DictConfig,
+    data: TrialData,
+    device,
+    dtype,
+    tracker: Tracker,
+    objective: Objective,
+    tokenizer: Any = None,
 ) -> dict:
     """Relearning on the untouched model, cached on disk: a sweep computes it once."""
-    path = Path(cfg.paths.cache_dir).expanduser() / "baselines" / f"{baseline_key(cfg)}.json"
-    if path.exists():
-        return {**json.loads(path.read_text()), "cached": True}
+    key = baseline_key(cfg, tokenizer)
+    path = Path(cfg.paths.cache_dir).expanduser() / "baselines" / f"{key}.json"
+    cached = read_cached_json(path)
+    if cached is not None and "objective" in cached:
+        return {**cached, "cached": True}
     start = time.perf_counter()
     model, _ = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
     curve = attack(model, data, cfg, tracker, prefix="baseline")
@@ -170,6 +201,11 @@ def run_trial(
         data, data_reused = DEVICE_DATA.get(
             cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir, device
         )
+    if data_reused:  # built (and reported) by an earlier trial of this process: report again
+        from mudman.data.batching import report_rows
+
+        for key, counts in (data.rows or {}).items():
+            report_rows(key, counts, cfg.context_len)
     params = select_target_params(model, cfg.target_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in params)  # no weight gradients for untargeted parameters
@@ -183,6 +219,7 @@ def run_trial(
         "dtype": str(dtype).removeprefix("torch."),
         "tf32": tf32,
         "data_reused": data_reused,
+        "data_rows": data.rows,  # per source: rows read, kept, too short, duplicates
         "targets": list(params),
         "n_targeted_params": sum(p.numel() for p in params.values()),
         "n_model_params": sum(p.numel() for p in model.parameters()),
@@ -196,7 +233,9 @@ def run_trial(
     losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
     with timed(timings, "evaluation_setup_s"):
-        objective.prepare(tokenizer, device, cfg.paths.cache_dir, untouched_key=baseline_key(cfg))
+        objective.prepare(
+            tokenizer, device, cfg.paths.cache_dir, untouched_key=baseline_key(cfg, tokenizer)
+        )
         initial_scores = objective.start(model)  # e.g. WMDP and MMLU of the untouched model
     if initial_scores:
         tracker.log({f"eval/{k}": v for k, v in initial_scores.items()}, step=0)
@@ -284,7 +323,9 @@ def run_trial(
 
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timed(timings, "baseline_s"):
-            record["baseline"] = run_baseline(cfg, data, device, dtype, tracker, objective)
+            record["baseline"] = run_baseline(
+                cfg, data, device, dtype, tracker, objective, tokenizer
+            )
     timings["total_s"] = round(time.perf_counter() - wall_start, 3)
     record["timings"] = timings
     summary = {"objective": record["objective"], "status": record["status"]}

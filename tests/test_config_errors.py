@@ -175,7 +175,7 @@ def _write(path, text):
         ),
         (
             lambda d: [f"data.forget.local.path={_write(d / 'x.jsonl', WRONG_SCHEMA)}"],
-            r"row 1: no field data.forget.local.field='text'",
+            r"line 1: no field data.forget.local.field='text'",
         ),
         (
             lambda d: ["batch_size=100"],

@@ -119,7 +119,7 @@ def test_wrong_schema_and_empty_files_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_texts(OmegaConf.create({"kind": "jsonl", "path": str(tmp_path / "no.jsonl")}), "k")
     _write_jsonl(tmp_path / "bad.jsonl", [{"title": "x"}])
-    with pytest.raises(ConfigError, match=r"row 1: no field k.field='text'"):
+    with pytest.raises(ConfigError, match=r"line 1: no field k.field='text'"):
         load_texts(OmegaConf.create({"kind": "jsonl", "path": str(tmp_path / "bad.jsonl")}), "k")
 
 

@@ -27,7 +27,7 @@ def _fake_study(url, method, values, baseline=2.0, pruned=1, edge=False):
     study.set_user_attr("config", config)
     dist = optuna.distributions.FloatDistribution(1e-7, 1e-1, log=True)
     for i, value in enumerate(values):
-        lr = 0.099 if edge and i == len(values) - 1 else 1e-4
+        lr = 0.099 if edge and i == len(values) - 1 else 1e-4 * (i + 1)  # distinct samples
         trial = optuna.trial.create_trial(
             params={"method.unlearning_rate": lr},
             distributions={"method.unlearning_rate": dist},
@@ -110,8 +110,8 @@ def test_report_writes_table_and_figures_from_storage(tmp_path, capsys):
     assert (out / "figure2.png").stat().st_size > 10_000
     assert (out / "ablation-house-python-mudman" / "slice.png").exists()
     assert "figure 2" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        report_main(["--storage", url, "--studies", "nothing-like-this", "--out", str(out)])
+    assert report_main(["--storage", url, "--studies", "nothing-like-this", "--out", str(out)]) == 2
+    assert "Error: no study matching 'nothing-like-this'" in capsys.readouterr().err
 
 
 PRESETS = [

@@ -26,6 +26,7 @@ from mudman.sweeping.storage import make_storage, mask_url
 from .conftest import REPO, tiny_jsonl_args
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+VALID = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def spec_for(url, n_trials=5, seed=0, grace=2, **kw):
@@ -38,6 +39,7 @@ def spec_for(url, n_trials=5, seed=0, grace=2, **kw):
         n_trials=n_trials,
         space=space,
         sampler=optuna.samplers.RandomSampler(seed=seed),
+        sampler_for=lambda number: optuna.samplers.RandomSampler(seed=seed + number),
         poll_seconds=0.2,
         **kw,
     )
@@ -198,7 +200,8 @@ def test_two_workers_share_one_sqlite_study_without_losing_or_duplicating(tmp_pa
     make_storage(url, 1, 2)  # create tables once
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, seed, out)) for seed in (0, 1)]
+    # the same base seed, as every worker of one sweep has: seeds follow trial numbers
+    procs = [ctx.Process(target=_worker, args=(url, 0, out)) for _ in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
@@ -385,6 +388,19 @@ def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
         if trial.state == TrialState.COMPLETE:
             record = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())
             assert record["objective"] == trial.value == trial.user_attrs["objective"]
+    params = [tuple(sorted(t.params.items())) for t in study.trials if t.state in VALID]
+    assert len(set(params)) == 4  # new samples after the resume (was: copies of trials 0-2)
+
+    recorded, n_before = study.user_attrs["config"], len(study.trials)
+    # another experiment under the same (default) name: refused before any trial
+    output = _sweep(tmp_path, text_files, *extra, "unlearn_passes=20", n_trials=6).communicate(
+        timeout=300
+    )[0]
+    (line,) = [x for x in output.splitlines() if x.startswith("Error:")]
+    assert "study 'jsonl-tiny-llama-mudman'" in line and "holds another experiment" in line
+    assert "unlearn_passes: 30 -> 20" in line and "allow_config_change=true" in line
+    study = optuna.load_study(study_name="jsonl-tiny-llama-mudman", storage=url)
+    assert len(study.trials) == n_before and study.user_attrs["config"] == recorded
 
 
 def test_workers_split_the_cpu_cores_unless_the_user_set_threads(monkeypatch):

@@ -2,14 +2,17 @@
 
 Following the paper's setup: examples shorter than ``context_len`` tokens are dropped and
 longer ones truncated (no padding); the split uses its own fixed seed so every trial of every
-study sees identical batches in identical order. Tokenized tensors are cached on disk (keyed by
-source, tokenizer and length) and in memory, so a sweep tokenizes once.
+study sees identical batches in identical order. Tokenized tensors are cached on disk and in
+memory, keyed by the source's config, the sha256 of every file it reads (``digests.py``), the
+tokenizer and the length, so a sweep tokenizes once and an edited file is never served stale.
+A cache file that cannot be read is rebuilt, with one warning naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,18 +25,50 @@ from mudman.errors import ConfigError
 from mudman.results import current_umask
 
 SPLIT_FRACTIONS = (0.50, 0.25, 0.25)  # train / validation / test
-_MEMORY_CACHE: dict[str, torch.Tensor] = {}
+# Texts are cut to this many characters per token of context before tokenizing, so a single
+# huge row (one 200 MB line) costs no more than a normal one: no tokenizer's tokens average
+# anywhere near 32 characters, so no text long enough is dropped by the cut.
+CHARS_PER_TOKEN_BOUND = 32
+_MEMORY_CACHE: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
+log = logging.getLogger(__name__)
+
+
+def max_chars(context_len: int) -> int:
+    """The characters of a text that are tokenized (the rest cannot reach the example)."""
+    return max(4096, context_len * CHARS_PER_TOKEN_BOUND)
 
 
 def tokenize_exact(texts: list[str], tokenizer, context_len: int) -> torch.Tensor:
     """Token ids ``[n_examples, context_len]`` of every text at least that long, truncated."""
+    return tokenize_counted(texts, tokenizer, context_len)[0]
+
+
+def tokenize_counted(
+    texts: list[str], tokenizer, context_len: int
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """Like :func:`tokenize_exact`, dropping exact duplicate texts, and counting what each
+    rule dropped: ``{"rows", "kept", "too_short", "duplicates"}``."""
+    limit = max_chars(context_len)
+    seen: set[str] = set()
+    distinct = []
+    for text in texts:
+        cut = text[:limit]
+        if cut not in seen:
+            seen.add(cut)
+            distinct.append(cut)
     rows = []
-    for start in range(0, len(texts), 1024):
-        encoded = tokenizer(texts[start : start + 1024])["input_ids"]
+    for start in range(0, len(distinct), 1024):
+        encoded = tokenizer(distinct[start : start + 1024])["input_ids"]
         rows.extend(ids[:context_len] for ids in encoded if len(ids) >= context_len)
+    counts = {
+        "rows": len(texts),
+        "kept": len(rows),
+        "too_short": len(distinct) - len(rows),
+        "duplicates": len(texts) - len(distinct),
+    }
     if not rows:
-        return torch.empty(0, context_len, dtype=torch.long)
-    return torch.tensor(rows, dtype=torch.long)
+        return torch.empty(0, context_len, dtype=torch.long), counts
+    return torch.tensor(rows, dtype=torch.long), counts
 
 
 def split_examples(
@@ -62,7 +97,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
 
-def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
+def _atomic_save(tensor: torch.Tensor | dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -75,23 +110,39 @@ def cached_examples(
     spec: DictConfig, key: str, tokenizer, context_len: int, cache_dir: str | None
 ) -> torch.Tensor:
     """Tokenized exact-length examples of one source, from memory, disk, or freshly built."""
+    return examples_and_rows(spec, key, tokenizer, context_len, cache_dir)[0]
+
+
+def examples_and_rows(
+    spec: DictConfig, key: str, tokenizer, context_len: int, cache_dir: str | None
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """The examples of one source and how many of its rows were kept and dropped (why)."""
+    from mudman.data.digests import inputs_digest, warn_corrupt
     from mudman.data.sources import load_texts
 
     spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
+    files = inputs_digest({key: spec}, cache_dir)  # a missing file fails here, named
     digest = hashlib.sha256(
-        f"{spec_json}|{tokenizer_fingerprint(tokenizer)}|{context_len}".encode()
+        f"{spec_json}|{files}|{tokenizer_fingerprint(tokenizer)}|{context_len}".encode()
     ).hexdigest()[:20]
     if digest in _MEMORY_CACHE:
         return _MEMORY_CACHE[digest]
     path = Path(cache_dir).expanduser() / "examples" / f"{digest}.pt" if cache_dir else None
+    entry = None
     if path is not None and path.exists():
-        examples = torch.load(path, weights_only=True)
-    else:
-        examples = tokenize_exact(load_texts(spec, key, cache_dir), tokenizer, context_len)
+        try:
+            saved = torch.load(path, weights_only=True)
+            if not isinstance(saved, dict) or not isinstance(saved.get("examples"), torch.Tensor):
+                raise ValueError(f"holds {type(saved).__name__}, not an examples record")
+            entry = (saved["examples"], dict(saved["rows"]))
+        except Exception as err:  # truncated, garbage, or another format: rebuild
+            warn_corrupt(path, err)
+    if entry is None:
+        entry = tokenize_counted(load_texts(spec, key, cache_dir), tokenizer, context_len)
         if path is not None:
-            _atomic_save(examples, path)
-    _MEMORY_CACHE[digest] = examples
-    return examples
+            _atomic_save({"examples": entry[0], "rows": entry[1]}, path)
+    _MEMORY_CACHE[digest] = entry
+    return entry
 
 
 @dataclass
@@ -102,6 +153,8 @@ class TrialData:
     retain_train: list[torch.Tensor]
     forget_val: list[torch.Tensor]
     retain_val: list[torch.Tensor]
+    # per source: rows read, kept, dropped as too short and as duplicates (recorded per trial)
+    rows: dict[str, dict[str, int]] | None = None
 
     @property
     def forget_eval(self) -> torch.Tensor:
@@ -126,7 +179,8 @@ class TrialData:
             *(
                 move(b)
                 for b in (self.forget_train, self.retain_train, self.forget_val, self.retain_val)
-            )
+            ),
+            rows=self.rows,
         )
 
 
@@ -140,7 +194,7 @@ def build_trial_data(
 ) -> TrialData:
     """Forget/retain batches for the configured data source (``offline``, ``hub``, ...)."""
     source = data_cfg.source
-    sides = {}
+    sides, rows, examples_of = {}, {}, {}
     for side in ("forget", "retain"):
         if source not in data_cfg[side] or data_cfg[side][source] is None:
             options = [k for k, v in data_cfg[side].items() if v is not None]
@@ -149,7 +203,11 @@ def build_trial_data(
                 f"allowed: {', '.join(options)}"
             )
         key = f"data.{side}.{source}"
-        examples = cached_examples(data_cfg[side][source], key, tokenizer, context_len, cache_dir)
+        examples, rows[key] = examples_and_rows(
+            data_cfg[side][source], key, tokenizer, context_len, cache_dir
+        )
+        examples_of[side] = examples
+        report_rows(key, rows[key], context_len)
         train, val, _test = split_examples(examples, split_seed)
         sides[side] = (to_batches(train, batch_size), to_batches(val, batch_size))
         if len(sides[side][0]) < 1 or len(sides[side][1]) < 2:
@@ -158,4 +216,35 @@ def build_trial_data(
                 f"{4 * batch_size} for one train and two validation batches of batch_size="
                 f"{batch_size}. Lower batch_size/context_len or add data."
             )
-    return TrialData(sides["forget"][0], sides["retain"][0], sides["forget"][1], sides["retain"][1])
+    forget, retain = examples_of["forget"], examples_of["retain"]
+    if forget.shape == retain.shape and torch.equal(forget, retain):
+        from mudman.data.digests import source_files
+
+        files = [
+            f"{label}={str(path)!r}"
+            for side in ("forget", "retain")
+            for label, path in source_files(
+                data_cfg[side][source], f"data.{side}.{source}", cache_dir
+            )
+        ]
+        raise ConfigError(
+            f"{' and '.join(files) or f'data.forget.{source} and data.retain.{source}'} give the "
+            "same examples (the same content, from line 1 on); allowed: a forget set and a "
+            "retain set that differ (unlearning a text while retaining it measures nothing)"
+        )
+    return TrialData(
+        sides["forget"][0], sides["retain"][0], sides["forget"][1], sides["retain"][1], rows=rows
+    )
+
+
+def report_rows(key: str, counts: dict[str, int], context_len: int) -> None:
+    """One log line per source; a warning when fewer than half of its rows survive."""
+    line = (
+        f"{key}: kept {counts['kept']} of {counts['rows']} rows "
+        f"({counts['too_short']} shorter than context_len={context_len} tokens, "
+        f"{counts['duplicates']} duplicates)"
+    )
+    if counts["kept"] * 2 < counts["rows"]:
+        log.warning("%s: fewer than half survive; a shorter context_len keeps more", line)
+    else:
+        log.info("%s", line)

@@ -35,10 +35,18 @@ class DeviceDataCache:
         device: torch.device,
     ) -> tuple[TrialData, bool]:
         """Return ``(data, reused)``: the device batches, and whether they were already built."""
+        from mudman.data.digests import inputs_digest
+
+        sides = {
+            f"data.{side}.{data_cfg.source}": data_cfg[side].get(data_cfg.source)
+            for side in ("forget", "retain")
+            if data_cfg[side].get(data_cfg.source) is not None
+        }
         key = hashlib.sha256(
             json.dumps(
                 [
                     OmegaConf.to_container(data_cfg, resolve=True),
+                    inputs_digest(sides, cache_dir),  # an edited file: rebuilt, not reused
                     tokenizer_fingerprint(tokenizer),
                     context_len,
                     batch_size,

@@ -18,24 +18,36 @@ SOURCES: Registry[SourceLoader] = Registry("text source kind")
 
 def read_jsonl_rows(path: Path, key: str) -> list[dict]:
     """Rows of a JSONL file: a clear error for a missing, empty or malformed file."""
+    return [row for _, row in read_jsonl_lines(path, key)]
+
+
+def read_jsonl_lines(path: Path, key: str) -> list[tuple[int, dict]]:
+    """``(line number, row)`` of every non-blank line; invalid UTF-8, invalid JSON or a
+    non-object fail with the file, the line and what is allowed."""
     if not path.is_file():
         raise ConfigError(f"{key}.path={str(path)!r}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
+    where = f"{key}.path={str(path)!r}"
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ConfigError(
+                    f"{where} line {lineno}: not valid UTF-8 (byte {raw[err.start]:#04x} at "
+                    f"column {err.start + 1}); allowed: UTF-8 text, one JSON object per line"
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ConfigError(
-                    f"{key}.path={str(path)!r} line {lineno}: not JSON ({err})"
-                ) from err
+                raise ConfigError(f"{where} line {lineno}: not JSON ({err})") from err
             if not isinstance(row, dict):
-                raise ConfigError(f"{key}.path={str(path)!r} line {lineno}: not a JSON object")
-            rows.append(row)
+                raise ConfigError(f"{where} line {lineno}: not a JSON object")
+            rows.append((lineno, row))
     if not rows:
-        raise ConfigError(f"{key}.path={str(path)!r} is empty")
+        raise ConfigError(f"{where} is empty")
     return rows
 
 
@@ -61,29 +73,47 @@ def select_rows(rows: list[dict], spec: DictConfig, key: str) -> list[dict]:
     return rows
 
 
-def row_texts(rows: list[dict], spec: DictConfig, key: str, path: Path) -> list[str]:
-    """One text per row: ``spec.template`` (``"{term}: {text}"``) or the field ``spec.field``."""
+def row_texts(
+    rows: list[dict], spec: DictConfig, key: str, path: Path, lines: list[int] | None = None
+) -> list[str]:
+    """One text per row: ``spec.template`` (``"{term}: {text}"``) or the field ``spec.field``,
+    which must be a string (a null or a number is refused, never trained on as "None" or
+    digits); ``lines`` are the rows' line numbers in the file, for the messages."""
     template = spec.get("template")
     field = spec.get("field", "text")
     texts = []
     for number, row in enumerate(rows, 1):
+        where = f"{key}.path={str(path)!r} line {lines[number - 1] if lines else number}"
         try:
-            texts.append(template.format(**row) if template else str(row[field]))
+            if template:
+                nulls = [k for k, v in row.items() if v is None and "{" + k in template]
+                if nulls:
+                    raise ConfigError(
+                        f"{where}: field {nulls[0]!r} is null; allowed: a value for every "
+                        f"field of {key}.template={template!r}"
+                    )
+                texts.append(template.format(**row))
+                continue
+            value = row[field]
         except KeyError as err:
             what = (
                 f"{key}.template={template!r} needs field "
                 if template
                 else f"no field {key}.field="
             )
-            raise ConfigError(
-                f"{key}.path={str(path)!r} row {number}: {what}{err}; fields: {sorted(row)}"
-            ) from None
+            raise ConfigError(f"{where}: {what}{err}; fields: {sorted(row)}") from None
+        if not isinstance(value, str):
+            shown = "null" if value is None else f"a {type(value).__name__} ({value!r:.40})"
+            raise ConfigError(f"{where}: field {field!r} is {shown}; allowed: a string")
+        texts.append(value)
     return texts
 
 
 def _read_jsonl(path: Path, spec: DictConfig, key: str) -> list[str]:
-    rows = select_rows(read_jsonl_rows(path, key), spec, key)
-    texts = row_texts(rows, spec, key, path)
+    numbered = read_jsonl_lines(path, key)
+    line_of = {id(row): line for line, row in numbered}
+    rows = select_rows([row for _, row in numbered], spec, key)
+    texts = row_texts(rows, spec, key, path, [line_of[id(row)] for row in rows])
     limit = spec.get("max_texts")
     return texts[:limit] if limit else texts
 

@@ -132,9 +132,10 @@ class MultipleChoiceAccuracy(Objective):
 
     def start(self, model) -> dict[str, float]:
         """Both tasks on the untouched model: measured once, then read from the cache."""
-        if self.start_cache is not None and self.start_cache.exists():
-            values = json.loads(self.start_cache.read_text())
-        else:
+        from mudman.trial import read_cached_json
+
+        values = read_cached_json(self.start_cache) if self.start_cache is not None else None
+        if values is None:
             values = self.measure(model)
             if self.start_cache is not None:
                 write_json_atomic(values, self.start_cache)

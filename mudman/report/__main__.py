@@ -8,16 +8,59 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 
 import optuna
 
+from mudman.errors import ConfigError
 from mudman.report.figures import bar_chart, study_plots
 from mudman.report.runs import read_runs, runs_table
 from mudman.report.stats import study_stats
 from mudman.report.tables import markdown_table
-from mudman.sweeping.storage import mask_url
+from mudman.sweeping.storage import check_sqlite_database, mask_url
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> re.Pattern:
+    """``--last``, ``--studies``, ``--out``: refused with the flag, the value and what is allowed
+    before the storage is opened."""
+    if args.last < 1:
+        parser.error(f"--last {args.last}: allowed: an integer >= 1 (the N of mean ± SEM)")
+    try:
+        pattern = re.compile(args.studies)
+    except re.error as err:
+        parser.error(f"--studies {args.studies!r} is not a valid regular expression: {err}")
+    out = Path(args.out).expanduser()
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "is a file" if blocker == out else f"is under a file ({str(blocker)!r})"
+        parser.error(f"--out {args.out!r} {where}; allowed: a folder (created if missing)")
+    return pattern
+
+
+def open_studies(storage: str, pattern: re.Pattern) -> list[optuna.Study]:
+    """The matching studies, read only; a storage fault is one named line (ConfigError)."""
+    if storage.startswith("sqlite:///"):
+        if not Path(storage.removeprefix("sqlite:///")).expanduser().exists():
+            raise ConfigError(f"--storage {storage}: no such database")
+        check_sqlite_database(storage, write=False)
+    try:
+        names = sorted(
+            s.study_name
+            for s in optuna.get_all_study_summaries(storage)
+            if pattern.search(s.study_name)
+        )
+        if not names:
+            raise ConfigError(f"no study matching {pattern.pattern!r} in {mask_url(storage)}")
+        return [optuna.load_study(study_name=n, storage=storage) for n in names]
+    except ConfigError:
+        raise
+    except Exception as err:  # SQLAlchemy / driver errors: unreachable, corrupt, no schema
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(
+            f"--storage {mask_url(storage)} cannot be read: {type(err).__name__}: {first}"
+        ) from err
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,26 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.runs:
+        check_arguments(parser, args)
         return report_runs(parser, Path(args.runs), Path(args.out))
 
+    pattern = check_arguments(parser, args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if (
-        args.storage.startswith("sqlite:///")
-        and not Path(args.storage.removeprefix("sqlite:///")).expanduser().exists()
-    ):
-        parser.error(f"--storage {args.storage}: no such database")
-    pattern = re.compile(args.studies)
-    names = sorted(
-        s.study_name
-        for s in optuna.get_all_study_summaries(args.storage)
-        if pattern.search(s.study_name)
-    )
-    if not names:
-        parser.error(f"no study matching {args.studies!r} in {mask_url(args.storage)}")
+    try:
+        studies = open_studies(args.storage, pattern)
+    except ConfigError as err:
+        print(f"Error: {mask_url(str(err))}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    studies = [optuna.load_study(study_name=n, storage=args.storage) for n in names]
     rows = [study_stats(s, args.last) for s in studies]
     table = markdown_table(rows)
     (out / "table.md").write_text(table + "\n")

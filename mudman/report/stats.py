@@ -31,6 +31,7 @@ class StudyStats:
     objective: str = "forget loss after relearning"  # what the values are, for axis labels
     value_names: list[str] = field(default_factory=list)  # one per value (multi-objective)
     pareto: list[dict[str, Any]] = field(default_factory=list)  # multi-objective front
+    n_repeats: int = 0  # COMPLETE trials repeating an earlier trial's parameters: not counted
 
 
 def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
@@ -76,12 +77,30 @@ def objective_label(config: dict[str, Any]) -> str:
     return "forget loss after relearning"
 
 
+def distinct_samples(
+    trials: list[optuna.trial.FrozenTrial],
+) -> tuple[list[optuna.trial.FrozenTrial], int]:
+    """The first trial of each parameter set, and how many later ones repeated one.
+
+    A repeat is not an independent sample (a study written before mudman refused them): mean
+    and SEM over copies would claim more certainty than the study has."""
+    seen, kept = set(), []
+    for trial in trials:
+        key = tuple(sorted((k, repr(v)) for k, v in trial.params.items()))
+        if key in seen and trial.params:
+            continue
+        seen.add(key)
+        kept.append(trial)
+    return kept, len(trials) - len(kept)
+
+
 def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
-    """Mean ± SEM of the last N completed trials' primary value (the objective after
+    """Mean ± SEM of the last N distinct completed trials' primary value (the objective after
     relearning; the last value of a multi-objective study), best trial, counts, Pareto front."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
-    complete = by_state[TrialState.COMPLETE]
+    complete, repeats = distinct_samples(by_state[TrialState.COMPLETE])
+    failed = [t for t in by_state[TrialState.FAIL] if t.user_attrs.get("failure") != "duplicate"]
     directions = [d.name.lower() for d in study.directions]
     primary = [t.values[-1] for t in complete]
     mean, sem = mean_sem(primary[-last_n:])
@@ -107,7 +126,7 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
         direction=directions[-1],
         n_complete=len(complete),
         n_pruned=len(by_state[TrialState.PRUNED]),
-        n_failed=len(by_state[TrialState.FAIL]),
+        n_failed=len(failed),
         n_running=len(by_state[TrialState.RUNNING]),
         last_n=min(last_n, len(complete)),
         mean=mean,
@@ -119,4 +138,5 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
         objective=objective_label(config),
         value_names=list(names) or [f"value {i}" for i in range(len(directions))],
         pareto=pareto,
+        n_repeats=repeats,
     )

@@ -32,6 +32,14 @@ def markdown_table(rows: list[StudyStats]) -> str:
                 values = " | ".join(_fmt(v, 4) for v in point["values"])
                 params = ", ".join(f"{k}={v:.3g}" for k, v in point["params"].items())
                 lines.append(f"| {point['number']} | {values} | {params} |")
+    repeats = [
+        f"- {r.name}: {r.n_repeats} COMPLETE trials repeat an earlier trial's parameters; "
+        "N and mean ± SEM count each parameter set once"
+        for r in rows
+        if r.n_repeats
+    ]
+    if repeats:
+        lines += ["", "Repeated samples (not counted):", *repeats]
     warnings = [f"- {r.name}: {w}" for r in rows for w in r.edge_warnings]
     if warnings:
         lines += ["", "Search-range warnings (best trial at a range edge):", *warnings]

@@ -14,10 +14,14 @@ import itertools
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +36,23 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.errors import ConfigError
 from mudman.preflight import check_data, check_model, check_objective
 from mudman.redaction import mask_url, redact, redact_text, url_password
+from mudman.sweeping.fingerprint import experiment_of, fingerprint
 from mudman.sweeping.provenance import git_state
-from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
+from mudman.sweeping.runner import (
+    StudySpec,
+    SweepInterrupted,
+    TrialOutcome,
+    open_study,
+    run_study,
+)
 from mudman.sweeping.space import check_space, parse_space
 from mudman.sweeping.storage import make_storage
+from mudman.sweeping.validation import (
+    check_space_size,
+    check_sweeper,
+    check_trial_count,
+    study_name_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +125,30 @@ def study_directions(cell_cfg: DictConfig) -> list[str]:
     return directions
 
 
+@dataclass
+class CellPlan:
+    """One grid cell, composed, validated and preflighted: ready to open and run its study."""
+
+    label: str  # "grid cell 2/3 (method=tar)", or "" for a sweep of one study
+    overrides: list[str]
+    cfg: DictConfig
+    spec: StudySpec
+    heartbeat_interval: float
+
+
+def seeded_samplers(sampler_cfg: dict[str, Any]) -> Any:
+    """Trial number -> a sampler seeded ``seed + number``, or ``None`` without a seed.
+
+    Trial numbers are unique in a study (they are taken under the study lock), so resumed,
+    re-run and concurrent processes never replay one another's proposals, and a resume
+    continues the sequence where the killed run stopped.
+    """
+    if sampler_cfg.get("seed") is None:
+        return None
+    base = int(sampler_cfg["seed"])
+    return lambda number: instantiate({**sampler_cfg, "seed": base + number})
+
+
 class OptunaGridSweep:
     """The sweeper's logic, kept outside ``hydra_plugins`` so it is plain, testable code."""
 
@@ -130,23 +171,44 @@ class OptunaGridSweep:
         self.job_idx = 0
 
     def sweep(self, arguments: list[str]) -> list[optuna.Study]:
+        """Every cell composed, validated, preflighted and its study opened (fingerprint
+        compared) before the first trial of any; then the studies run one after the other."""
         try:
             self._refuse_literal_password()
+            check_sweeper(self.cfg)
             grid, search, fixed = split_arguments(arguments)
+            cells = list(itertools.product(*grid)) or [()]
+            plans = [  # errors name the cell (a single study needs no name)
+                self._plan_cell(
+                    f"grid cell {n}/{len(cells)} ({' '.join(c)})" if len(cells) > 1 else "",
+                    [*fixed, *c],
+                    search,
+                )
+                for n, c in enumerate(cells, 1)
+            ]
+            for plan in plans:  # a study holding another experiment is refused here
+                with _naming(plan.label):
+                    open_study(plan.spec)
             if int(self.cfg.get("n_jobs", 1)) > 1:
                 self._spawn_workers(int(self.cfg["n_jobs"]))
                 return []
             studies = []
-            cells = list(itertools.product(*grid)) or [()]
-            for number, cell in enumerate(cells, 1):
-                log.info(
-                    "grid cell %d/%d: %s", number, len(cells), " ".join(cell) or "(single study)"
-                )
-                studies.append(self._run_cell([*fixed, *cell], search))
+            for plan in plans:
+                log.info("%s", plan.label or "single study")
+                studies.append(self._run_plan(plan))
             return studies
         except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
             print(f"Error: {redact_text(str(err))}", file=sys.stderr)
             sys.exit(2)
+        except SweepInterrupted as err:
+            print(str(err), file=sys.stderr)
+            sys.exit(130)
+        except KeyboardInterrupt:  # outside a trial (preflight, waiting for other workers)
+            print(
+                "interrupted: no trial was running here; run the same command to resume",
+                file=sys.stderr,
+            )
+            sys.exit(130)
 
     def _refuse_literal_password(self) -> None:
         """A password typed into the storage URL would be saved by Hydra in every trial's
@@ -164,11 +226,23 @@ class OptunaGridSweep:
         loader = self.hydra_context.config_loader
         return loader.load_sweep_config(self.config, overrides)
 
-    def _run_cell(self, cell_overrides: list[str], search: list[str]) -> optuna.Study:
+    def _plan_cell(self, label: str, cell_overrides: list[str], search: list[str]) -> CellPlan:
+        with _naming(label):
+            try:
+                cell_cfg = self._cell_config(cell_overrides)
+            except ConfigError:
+                raise
+            except Exception as err:  # Hydra: unknown option, misspelled key, bad grammar
+                raise ConfigError(f"{type(err).__name__}: {str(err).splitlines()[0]}") from err
+            return self._plan_composed(label, cell_overrides, cell_cfg, search)
+
+    def _plan_composed(
+        self, label: str, cell_overrides: list[str], cell_cfg: DictConfig, search: list[str]
+    ) -> CellPlan:
         from mudman.config import validate_config
 
-        cell_cfg = self._cell_config(cell_overrides)
         sweeper = cell_cfg.hydra.sweeper
+        check_sweeper(sweeper)
         params = OmegaConf.to_container(sweeper.params, resolve=True) if sweeper.params else {}
         space = parse_space(params)  # refuses a params: that is not a mapping
         for text in search:
@@ -178,30 +252,42 @@ class OptunaGridSweep:
         has_search = any(
             isinstance(d, optuna.distributions.BaseDistribution) for d in space.values()
         )
+        check_trial_count(int(sweeper.n_trials), params, has_search)
         n_trials = int(sweeper.n_trials) if has_search else 1
+        if not has_search and int(sweeper.n_trials) > 1:
+            log.info(
+                "%s: no search space, so one trial (hydra.sweeper.n_trials=%d does not apply)",
+                label,
+                int(sweeper.n_trials),
+            )
+        check_space_size(n_trials, space)
         validate_config(cell_cfg)  # a bad cell fails here, not in every trial
         directions = study_directions(cell_cfg)
         check_space(cell_cfg, space)  # every key exists; each range's ends pass validation
+        experiment = experiment_of(cell_cfg, params)
+        digest = fingerprint(experiment)
+        name = study_name_for(sweeper.study_name, digest)
         url = os.path.expanduser(str(sweeper.storage))
         storage = make_storage(url, int(sweeper.heartbeat_interval), int(sweeper.grace_period))
         check_model(cell_cfg)  # model config + module tree, then data: still no weights
         check_data(cell_cfg)
         check_objective(cell_cfg)
-        worker = int(sweeper.get("worker_id") or 0)
         sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
-        if sampler_cfg.get("seed") is not None:
-            sampler_cfg["seed"] = int(sampler_cfg["seed"]) + worker  # distinct per worker
         resolved = OmegaConf.to_container(cell_cfg, resolve=False)
         resolved.pop("hydra", None)
         spec = StudySpec(
-            name=str(sweeper.study_name),
+            name=name,
             storage_url=url,
             storage=storage,
             directions=directions,
             n_trials=n_trials,
             space=space,
             sampler=instantiate(sampler_cfg),
+            sampler_for=seeded_samplers(sampler_cfg),
             max_failure_rate=float(sweeper.max_failure_rate),
+            experiment=redact(experiment),
+            fingerprint=digest,
+            allow_config_change=bool(sweeper.get("allow_config_change", False)),
             attrs=redact(  # study attrs are read by everyone with access to the storage
                 {
                     **git_state(),
@@ -211,7 +297,19 @@ class OptunaGridSweep:
                 }
             ),
         )
-        log.info("study %s on %s: %d trials, space %s", spec.name, mask_url(url), n_trials, params)
+        return CellPlan(label, cell_overrides, cell_cfg, spec, float(sweeper.heartbeat_interval))
+
+    def _run_plan(self, plan: CellPlan) -> optuna.Study:
+        spec, cell_overrides, directions = plan.spec, plan.overrides, plan.spec.directions
+        url = spec.storage_url
+        log.info(
+            "study %s on %s: %d trials, space %s, fingerprint %s",
+            spec.name,
+            mask_url(url),
+            spec.n_trials,
+            spec.attrs.get("search_space"),
+            (spec.fingerprint or "")[:12],
+        )
 
         def launch(overrides: list[str], number: int) -> TrialOutcome:
             job = [
@@ -236,7 +334,7 @@ class OptunaGridSweep:
                 value = list(record["objectives"].values())
             return TrialOutcome(status, value, redact(trial_attrs(record, run_dir)))
 
-        study = run_study(spec, launch, heartbeat_interval=float(sweeper.heartbeat_interval))
+        study = run_study(spec, launch, heartbeat_interval=plan.heartbeat_interval)
         self._write_summary(study)
         return study
 
@@ -295,7 +393,14 @@ class OptunaGridSweep:
                     subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
                 )
             log.info("worker %d started (pid %d), log: %s", worker, procs[-1].pid, logs[-1])
-        codes = [p.wait() for p in procs]
+        try:
+            codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:
+            stop_workers(procs)
+            raise SweepInterrupted(
+                f"interrupted: {n_jobs} workers stopped, their running trials marked for an "
+                "immediate redo; run the same command to resume"
+            ) from None
         failed = [i for i, code in enumerate(codes) if code]
         if failed:
             tail = logs[failed[0]].read_text()[-3000:]
@@ -303,3 +408,28 @@ class OptunaGridSweep:
                 f"sweep workers {failed} failed (exit codes {codes}); "
                 f"end of {logs[failed[0]]}:\n{tail}"
             )
+
+
+@contextmanager
+def _naming(label: str) -> Iterator[None]:
+    """Prefix a ConfigError raised inside with the grid cell it belongs to."""
+    try:
+        yield
+    except ConfigError as err:
+        if not label or str(err).startswith("grid cell "):
+            raise
+        raise ConfigError(f"{label}: {err}") from err
+
+
+def stop_workers(procs: list[subprocess.Popen], wait_s: float = 30.0) -> None:
+    """First Ctrl-C: forward SIGINT to every worker (each marks its trial for a redo) and wait
+    for them; a second Ctrl-C exits at once."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()

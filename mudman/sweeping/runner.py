@@ -8,6 +8,15 @@ Semantics (see README "Sweeps"):
   until more than ``max_failure_rate`` of finished trials failed.
 - A trial left RUNNING by a killed worker stops sending heartbeats; after ``grace_period`` it is
   marked FAIL and re-enqueued with the same parameters (redone once per kill, up to 3 times).
+- Every valid trial is a distinct sample: parameters are suggested under the study lock, with
+  the sampler seeded from the trial's number (unique in the study, whatever the number of
+  processes or kills), and a parameter set the study already holds (COMPLETE, PRUNED or
+  RUNNING) is never evaluated again: that trial is closed as FAIL (``failure: duplicate``)
+  and another one is asked for. Only an orphan's deliberate redo re-uses its parameters.
+- Ctrl-C (SIGINT) marks the running trial FAIL (``failure: interrupted``) and re-enqueues its
+  parameters, so the next run redoes it at once instead of waiting for ``grace_period``.
+- The study's recorded experiment (see :mod:`mudman.sweeping.fingerprint`) is written once,
+  when the study is created; opening it with another experiment is refused.
 """
 
 from __future__ import annotations
@@ -15,24 +24,29 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from mudman.errors import ConfigError
-from mudman.redaction import redact_text
+from mudman.redaction import mask_url, redact_text
+from mudman.sweeping.fingerprint import describe_differences, differences
 from mudman.sweeping.space import suggest_overrides
 from mudman.sweeping.storage import study_lock
 
 log = logging.getLogger(__name__)
 
 VALID = (TrialState.COMPLETE, TrialState.PRUNED)
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 OOM_ERRORS = ("MemoryError", "OutOfMemoryError")  # host; torch.OutOfMemoryError (CUDA, MPS)
 
 
@@ -62,31 +76,105 @@ class StudySpec:
     max_failure_rate: float = 0.25
     attrs: dict[str, Any] = field(default_factory=dict)
     poll_seconds: float = 2.0
+    # trial number -> the sampler that proposes it (a seeded one: a resume continues the
+    # sequence); None: ``sampler`` proposes every trial
+    sampler_for: Callable[[int], optuna.samplers.BaseSampler] | None = None
+    experiment: dict[str, Any] | None = None  # what the trials depend on (fingerprint.py)
+    fingerprint: str | None = None
+    allow_config_change: bool = False  # hydra.sweeper.allow_config_change
+    max_duplicate_proposals: int = 50  # then the sampler is stuck: stop with a clear message
+
+
+class SweepInterrupted(Exception):  # noqa: N818 - an event, not an error
+    """Ctrl-C during a trial: the trial is marked for an immediate redo; exit code 130."""
 
 
 def open_study(spec: StudySpec) -> optuna.Study:
+    """Create or load the study; refuse one that holds another experiment (before any trial).
+
+    Under the study lock, so two commands starting at once cannot both record their config.
+    """
     bad = [d for d in spec.directions if d not in ("maximize", "minimize")]
     if bad or not spec.directions:
         raise ConfigError(
             f"hydra.sweeper.direction={spec.directions!r}; allowed: maximize, minimize"
         )
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=spec.storage,
-        sampler=spec.sampler,
-        directions=spec.directions,
-        load_if_exists=True,
-    )
-    existing = [d.name.lower() for d in study.directions]
-    if existing != spec.directions:
-        raise ConfigError(
-            f"study {spec.name!r} exists with directions {existing}, but this run optimizes "
-            f"{spec.directions} (objective or hydra.sweeper.direction changed: use a new "
-            "hydra.sweeper.study_name)"
+    with study_lock(spec.storage_url, spec.name):
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=spec.storage,
+            sampler=spec.sampler,
+            directions=spec.directions,
+            load_if_exists=True,
         )
-    for key, value in spec.attrs.items():
-        study.set_user_attr(key, value)
+        existing = [d.name.lower() for d in study.directions]
+        if existing != spec.directions:
+            raise ConfigError(
+                f"study {spec.name!r} exists with directions {existing}, but this run optimizes "
+                f"{spec.directions} (objective or hydra.sweeper.direction changed: use a new "
+                "hydra.sweeper.study_name)"
+            )
+        _check_experiment(study, spec)
     return study
+
+
+def _ways_out(spec: StudySpec) -> str:
+    return (
+        f"either give this experiment its own study (hydra.sweeper.study_name={spec.name}-2, or "
+        "put {fingerprint} in the name), or continue this study with the change on purpose "
+        "(hydra.sweeper.allow_config_change=true)"
+    )
+
+
+def _check_experiment(study: optuna.Study, spec: StudySpec) -> None:
+    """Record the experiment on a new study; on an existing one, compare fingerprints."""
+    attrs = study.user_attrs
+    stored = attrs.get("fingerprint")
+    if spec.fingerprint is None:  # a caller without an experiment (tests of the loop)
+        if not attrs:
+            for key, value in spec.attrs.items():
+                study.set_user_attr(key, value)
+        return
+    n_trials = len(study.get_trials(deepcopy=False))
+    if stored is None and n_trials == 0:  # a new study: its record, written once
+        for key, value in spec.attrs.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("experiment", spec.experiment)
+        study.set_user_attr("fingerprint", spec.fingerprint)
+        return
+    accepted = [stored, *(c.get("fingerprint") for c in attrs.get("config_changes") or [])]
+    if spec.fingerprint in accepted:
+        return  # the same experiment (or one already accepted on purpose): resume
+    where = f"study {spec.name!r} in {mask_url(spec.storage_url)}"
+    if stored is None:
+        what = (
+            f"{where} holds {n_trials} trials but no experiment fingerprint (recorded by an "
+            "older mudman), so it cannot be checked that they ran this experiment"
+        )
+        diffs: list[tuple[str, Any, Any]] = []
+    else:
+        diffs = differences(attrs.get("experiment") or {}, spec.experiment or {})
+        what = (
+            f"{where} holds another experiment (fingerprint {stored[:12]}, this run "
+            f"{spec.fingerprint[:12]}); differing keys: {describe_differences(diffs)}"
+        )
+    if not spec.allow_config_change:
+        raise ConfigError(f"{what}; {_ways_out(spec)}")
+    changes = list(attrs.get("config_changes") or [])
+    changes.append(
+        {
+            "fingerprint": spec.fingerprint,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "first_trial": n_trials,
+            "differences": [[k, repr(a), repr(b)] for k, a, b in diffs],
+            "experiment": spec.experiment,
+        }
+    )
+    study.set_user_attr("config_changes", changes)
+    if stored is None:
+        study.set_user_attr("experiment", spec.experiment)
+        study.set_user_attr("fingerprint", spec.fingerprint)
+    log.warning("%s; continued (hydra.sweeper.allow_config_change=true)", what)
 
 
 def _heartbeat(
@@ -107,20 +195,60 @@ def _counts(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-def _next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | bool | None:
-    """Under the study lock: a new trial, ``None`` when the study is full, ``False`` to wait."""
+def _held_params(study: optuna.Study, exclude: int) -> dict[tuple, int]:
+    """Parameter sets the study holds (COMPLETE, PRUNED, RUNNING) -> the trial holding each."""
+    held = {}
+    for other in study.get_trials(deepcopy=False, states=(*VALID, TrialState.RUNNING)):
+        if other.number != exclude and other.params:
+            held.setdefault(params_key(other.params), other.number)
+    return held
+
+
+def params_key(params: dict[str, Any]) -> tuple:
+    """A hashable, order-independent form of a trial's parameters."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def _next_trial(
+    study: optuna.Study, spec: StudySpec
+) -> tuple[optuna.Trial, list[str]] | bool | None:
+    """Under the study lock: a new trial with its overrides, ``None`` when the study is full,
+    ``False`` to wait. Its parameters are suggested here, so concurrent workers (and TPE's
+    constant liar) see them, and none repeats a parameter set the study already holds."""
     with study_lock(spec.storage_url, spec.name):
         optuna.storages.fail_stale_trials(study)  # orphans -> FAIL, re-enqueued as WAITING
-        counts = _counts(study)
-        done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-        running = counts[TrialState.RUNNING]
-        if done + running >= spec.n_trials:
-            return False if running and done < spec.n_trials else None
-        trial = study.ask()
-        # a first heartbeat at once: a worker killed before its first beat must still be
-        # recognisable as an orphan (trials without any heartbeat are never marked stale)
-        spec.storage.record_heartbeat(trial._trial_id)
-        return trial
+        for _attempt in range(spec.max_duplicate_proposals):
+            counts = _counts(study)
+            done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+            running = counts[TrialState.RUNNING]
+            if done + running >= spec.n_trials:
+                return False if running and done < spec.n_trials else None
+            seed_number = sum(counts.values())  # the next trial's number: unique in the study
+            if spec.sampler_for is not None:
+                study.sampler = spec.sampler_for(seed_number)
+            trial = study.ask()
+            # a first heartbeat at once: a worker killed before its first beat must still be
+            # recognisable as an orphan (trials without any heartbeat are never marked stale)
+            spec.storage.record_heartbeat(trial._trial_id)
+            overrides = suggest_overrides(trial, spec.space)
+            if spec.sampler_for is not None:
+                trial.set_user_attr("sampler_seed_offset", seed_number)
+            trial.set_user_attr("process", PROCESS)  # who ran it: host and pid
+            params = study._storage.get_trial(trial._trial_id).params
+            holder = _held_params(study, trial.number).get(params_key(params)) if params else None
+            if holder is None:
+                return trial, overrides
+            trial.set_user_attr("failure", "duplicate")
+            trial.set_user_attr("duplicate_of", holder)
+            study.tell(trial, state=TrialState.FAIL)
+            log.info(
+                "trial %d: parameters of trial %d proposed again; asking anew", trial.number, holder
+            )
+        raise RuntimeError(
+            f"study {spec.name!r}: the sampler proposed {spec.max_duplicate_proposals} parameter "
+            "sets in a row that the study already holds; the search space is (nearly) exhausted: "
+            "widen hydra.sweeper.params or lower hydra.sweeper.n_trials"
+        )
 
 
 def _check_failure_rate(study: optuna.Study, spec: StudySpec) -> None:
@@ -148,7 +276,7 @@ def run_study(spec: StudySpec, trial_fn: TrialFn, heartbeat_interval: float = 10
         if trial is False:  # others are still running the last trials: wait, maybe redo orphans
             time.sleep(spec.poll_seconds)
             continue
-        overrides = suggest_overrides(trial, spec.space)
+        trial, overrides = trial
         stop = threading.Event()
         beat = threading.Thread(
             target=_heartbeat, args=(spec.storage, trial, stop, heartbeat_interval), daemon=True
@@ -156,6 +284,13 @@ def run_study(spec: StudySpec, trial_fn: TrialFn, heartbeat_interval: float = 10
         beat.start()
         try:
             outcome = trial_fn(overrides, trial.number)
+        except KeyboardInterrupt:
+            stop.set()
+            _interrupted(study, trial)
+            raise SweepInterrupted(
+                f"interrupted: trial {trial.number} of study {spec.name!r} is marked for an "
+                "immediate redo; run the same command to resume"
+            ) from None
         except Exception as err:  # the launcher itself failed: still a crash of this trial
             outcome = TrialOutcome(
                 "failed",
@@ -169,6 +304,20 @@ def run_study(spec: StudySpec, trial_fn: TrialFn, heartbeat_interval: float = 10
         _tell(study, trial, outcome)
         _check_failure_rate(study, spec)
     return study
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C: FAIL the running trial and re-enqueue its parameters for the next run."""
+    try:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        params = study._storage.get_trial(trial._trial_id).params
+        trial.set_user_attr("failure", "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        if params:
+            study.enqueue_trial(params, user_attrs={"redo_of": trial.number})
+    except Exception as err:  # the storage is gone too: the heartbeat grace path remains
+        log.warning("could not mark trial %d as interrupted: %s", trial.number, err)
 
 
 def release_memory(collect: bool) -> None:

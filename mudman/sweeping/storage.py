@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,96 @@ import optuna
 from mudman.errors import ConfigError
 from mudman.redaction import mask_url, redact_text
 
-__all__ = ["make_storage", "mask_url", "study_lock"]
+__all__ = ["check_sqlite_database", "make_storage", "mask_url", "study_lock"]
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+LOCK_WAIT_S = 30.0  # a healthy worker holds the write lock for milliseconds
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///")).expanduser()
+
+
+def check_sqlite_database(url: str, write: bool = True, lock_wait: float = LOCK_WAIT_S) -> None:
+    """Refuse an existing file that is not a healthy Optuna SQLite database, before anything
+    opens it read-write (which would create Optuna's tables in another program's database,
+    or turn a malformed file into a new, empty study). With ``write``: also refuse a
+    database this process cannot write (read-only file, folder or file system; immutable),
+    or one another process keeps locked for ``lock_wait`` seconds.
+
+    A path that does not exist yet is fine: the study creates it (its folder is checked by
+    the preflight). Nothing is created or changed here.
+    """
+    path = sqlite_path(url)
+    key = f"hydra.sweeper.storage={url!r}"
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"{key} is not a file; allowed: an Optuna database")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise ConfigError(f"{key} cannot be read ({err.strerror})") from err
+    if header != SQLITE_HEADER:
+        what = "is an empty file" if not header else "is not a SQLite database"
+        raise ConfigError(
+            f"{key} {what}; allowed: an Optuna SQLite database, or a path that "
+            "does not exist yet (nothing was changed)"
+        )
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=lock_wait) as conn:
+            tables = {
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            check = conn.execute("PRAGMA quick_check").fetchone()
+        conn.close()
+    except sqlite3.Error as err:
+        raise _sqlite_error(key, path, err, lock_wait) from err
+    if check and check[0] != "ok":
+        raise ConfigError(
+            f"{key} is malformed (SQLite quick_check: {check[0]}); restore it "
+            "from a backup or use another path (nothing was changed)"
+        )
+    if tables and not tables >= OPTUNA_TABLES:
+        raise ConfigError(
+            f"{key} is a SQLite database of another program (tables: "
+            f"{', '.join(sorted(tables)[:6])}); allowed: an Optuna database, or a path that "
+            "does not exist yet (nothing was changed)"
+        )
+    if write:
+        try:
+            conn = sqlite3.connect(str(path), timeout=lock_wait)
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock (waits for other writers)
+                conn.execute("CREATE TABLE mudman_write_probe (x INTEGER)")  # rolled back
+                conn.rollback()
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            raise _sqlite_error(key, path, err, lock_wait) from err
+
+
+def _sqlite_error(key: str, path: Path, err: sqlite3.Error, lock_wait: float = 0) -> ConfigError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return ConfigError(
+            f"{key} is locked by another process (waited {lock_wait:g} s); "
+            "find the process holding it (fuser/lsof) or use another path"
+        )
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return ConfigError(
+            f"{key} is read-only here ({text}: the file, its folder or the file "
+            "system); allowed: a database this user can write (SQLite also writes a journal "
+            "beside it)"
+        )
+    if "malformed" in text or "not a database" in text:
+        return ConfigError(
+            f"{key} is malformed ({text}); restore it from a backup or use "
+            "another path (nothing was changed)"
+        )
+    return ConfigError(f"{key} cannot be opened: {type(err).__name__}: {text}")
 
 
 def make_storage(
@@ -32,7 +122,8 @@ def make_storage(
             "postgresql://user:pass@host/db (or set MUDMAN_OPTUNA_STORAGE)"
         )
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_database(url)
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = (  # workers wait for each other's writes instead of "database is locked"
         # an unreachable server fails in seconds, not after the OS's TCP timeout
         {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
