@@ -87,7 +87,7 @@ def nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def passes_alone(model, params, data, method_cfg) -> Callable[[], None]:
+def passes_alone(model, params, data, method_cfg, shared: bool) -> Callable[[], None]:
     """One loop's passes with no updates: retain fwd+bwd, forget fwd, its backward(s)."""
     from mudman.losses import cross_entropy, get_loss
 
@@ -95,8 +95,6 @@ def passes_alone(model, params, data, method_cfg) -> Callable[[], None]:
     unlearning_loss = get_loss(method_cfg.get("unlearning_loss", "neg_cross_entropy"))
     meta = bool(method_cfg.get("meta_learning", False))
     retain, forget = data.retain_train[0], data.forget_train[0]
-
-    shared = meta and method_cfg.get("unlearning_loss") == "neg_cross_entropy"
 
     def run() -> None:
         loss = cross_entropy(model(input_ids=retain).logits, retain)
@@ -140,7 +138,8 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
     size_targeted = nbytes(params.values())
     passes_per_loop = method.passes_per_loop()
 
-    passes = passes_alone(model, params, data, cfg.method)
+    shared = bool(getattr(method, "shares_ce_backward", lambda: False)())
+    passes = passes_alone(model, params, data, cfg.method, shared)
     monitor = PassMonitor(lambda: {}, 10**9, 0.05, 0.0, None)  # no evaluations in the loop
 
     def loop(n: int) -> None:
