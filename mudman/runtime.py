@@ -17,9 +17,11 @@ reductions, so it is recorded in results.json (``threads``) and is part of a run
 
 Allocator. glibc returns freed blocks above its mmap threshold to the kernel and faults them in
 again on the next allocation of that size; every loop allocates and frees the same gradients,
-so a trial spends seconds in minor page faults. ``tune_allocator`` raises the mmap threshold to
-its maximum (32 MiB on 64-bit glibc) and the trim threshold with it, in-process (``mallopt``), so
-it applies to every process that runs a trial: ``python -m mudman``, sweep workers, scripts.
+so a trial spends its time re-faulting pages. ``tune_allocator`` raises the mmap threshold to
+its maximum (32 MiB on 64-bit glibc; larger blocks are always mapped afresh) and the trim
+threshold to 2 GiB, in-process (``mallopt``), so it applies to every process that runs a trial
+(``python -m mudman``, sweep workers, scripts) without environment variables, which glibc reads
+only at process start. A process then keeps its freed heap for reuse instead of returning it.
 Allocation placement never changes a computed number.
 """
 
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 THREAD_ENV = "OMP_NUM_THREADS"
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's cap on 64-bit (HEAP_MAX_SIZE / 2)
-TRIM_THRESHOLD = 2 * MMAP_THRESHOLD_MAX
+TRIM_THRESHOLD = 2**31 - 1  # keep up to 2 GiB of free heap: 64 MiB still re-faulted
 
 
 def check_threads(value: object) -> None:
