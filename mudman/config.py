@@ -17,6 +17,7 @@ from mudman.methods import UnlearningMethod, build_method
 from mudman.models.loading import DTYPES
 from mudman.models.targets import validate_target_patterns
 from mudman.objectives import build_objective
+from mudman.runtime import check_threads
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
@@ -119,6 +120,7 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         raise ConfigError(f"model.dtype={cfg.model.get('dtype')!r}; allowed: {', '.join(DTYPES)}")
     if not isinstance(cfg.get("tf32", True), bool):
         raise ConfigError(f"tf32={cfg.get('tf32')!r}; allowed: true or false (default true)")
+    check_threads(cfg.get("threads", "auto"))  # mudman/runtime.py
     for flag in ("trust_remote_code", "allow_pickle"):  # security switches: off unless true
         value = cfg.model.get(flag, False)
         if not isinstance(value, bool):

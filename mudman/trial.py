@@ -41,6 +41,7 @@ from mudman.models.loading import (
 from mudman.models.targets import select_target_params
 from mudman.objectives import Objective, build_objective
 from mudman.results import write_json_atomic
+from mudman.runtime import apply_thread_policy, tune_allocator
 from mudman.tracking.base import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ def run_trial(
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     tf32 = set_tf32(device, bool(cfg.get("tf32", True)))
+    threads = apply_thread_policy(cfg.get("threads", "auto"), device)  # docs/performance.md
+    tune_allocator()
     wall_start = time.perf_counter()
 
     with timed(timings, "load_s"):
@@ -218,6 +221,7 @@ def run_trial(
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "tf32": tf32,
+        "threads": threads,
         "data_reused": data_reused,
         "data_rows": data.rows,  # per source: rows read, kept, too short, duplicates
         "targets": list(params),

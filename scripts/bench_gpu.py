@@ -154,10 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=100)
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
-    parser.add_argument("--reuse-ce-backward", action="store_true", help="4-pass MUDMAN loops")
+    parser.add_argument(
+        "--executed-passes", action="store_true", help="pass_accounting=executed (4-pass loops)"
+    )
     args = parser.parse_args(argv)
     conf = Path(__file__).resolve().parent.parent / "conf" / "method" / "mudman.yaml"
-    overrides = {"reuse_ce_backward": True} if args.reuse_ce_backward else {}
+    overrides = {"pass_accounting": "executed"} if args.executed_passes else {}
     base = {
         "device": args.device,
         "dtype": args.dtype,

@@ -7,9 +7,16 @@ For one model and method, in one process (so the numbers are comparable side by 
   loops (no evaluations); **overhead ratio** = loop / passes alone (target <= 1.10);
 * passes per second of the loop, relearning SGD steps per second, and one full trial
   (``run_trial``, with evaluations, no baseline) at the configured budgets;
-* memory: the peak during the passes alone, then the peak during the loop; the difference is what
-  the method's state and updates add, compared with the paper's bound of 3 x size(targeted)
-  on top of size(model) + activations. CUDA: allocator peaks; CPU: the process's peak RSS.
+* memory, each phase measured on its own (CUDA: the allocator's peak, reset before the phase;
+  CPU: the kernel's resident high-water mark ``VmHWM``, reset before the phase through
+  ``/proc/self/clear_refs`` after glibc handed free memory back with ``malloc_trim``), as the
+  peak above what was resident when the phase began:
+  - unlearning: loop peak minus passes-alone peak = what the method's state and updates add,
+    against the paper's bound of 3 x size(targeted) (adversary, accumulator, gradients);
+  - relearning: the SGD steps' peak, against its own bound of 1 x size(model) of gradients on
+    top of the passes' activations (plain SGD keeps no state);
+  - the full trial runs in a fresh process; its peak RSS (``ru_maxrss``, the whole process) is
+    reported next to size(model).
 
     python scripts/bench_trial.py model=house                     # any config overrides
     python scripts/bench_trial.py model=tiny-llama --loops 20 --no-trial
@@ -19,8 +26,12 @@ For one model and method, in one process (so the numbers are comparable side by 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import json
-import resource
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,12 +52,30 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=base + overrides)
 
 
+def _status_kb(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
+
+
+def reset_peak(device: torch.device) -> int:
+    """Start a phase: free what can be freed, reset the peak; returns the bytes resident now."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc_trim(0)  # so freed heap pages do not count as resident
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux >= 4.0)
+    return _status_kb("VmRSS") * 1024
+
+
 def peak_bytes(device: torch.device) -> int:
-    """High-water mark so far: CUDA allocator peak, else the process's peak RSS."""
+    """The high-water mark since the last ``reset_peak``."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _status_kb("VmHWM") * 1024
 
 
 def sync(device: torch.device) -> None:
@@ -58,21 +87,23 @@ def nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def passes_alone(model, params, data, method_cfg) -> Callable[[], None]:
+def passes_alone(model, params, data, method_cfg, shared: bool) -> Callable[[], None]:
     """One loop's passes with no updates: retain fwd+bwd, forget fwd, its backward(s)."""
     from mudman.losses import cross_entropy, get_loss
 
     targets = list(params.values())
     unlearning_loss = get_loss(method_cfg.get("unlearning_loss", "neg_cross_entropy"))
     meta = bool(method_cfg.get("meta_learning", False))
-    reuse = bool(method_cfg.get("reuse_ce_backward", False))
     retain, forget = data.retain_train[0], data.forget_train[0]
 
     def run() -> None:
         loss = cross_entropy(model(input_ids=retain).logits, retain)
         torch.autograd.grad(loss, targets)
         logits = model(input_ids=forget).logits
-        if meta and not reuse:
+        if shared:  # the loop's one shared backward (grad(-CE) = -grad(CE))
+            torch.autograd.grad(cross_entropy(logits, forget), targets)
+            return
+        if meta:
             torch.autograd.grad(cross_entropy(logits, forget), targets, retain_graph=True)
         torch.autograd.grad(unlearning_loss(logits, forget), targets)
 
@@ -87,11 +118,14 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
     from mudman.methods.monitor import PassMonitor
     from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
     from mudman.models.targets import select_target_params
-    from mudman.trial import run_trial, set_seed
+    from mudman.runtime import apply_thread_policy, tune_allocator
+    from mudman.trial import set_seed
 
     cfg = compose(overrides)
     method = validate_config(cfg)
     device = resolve_device(cfg.device)
+    apply_thread_policy(cfg.threads, device)  # as a trial does
+    tune_allocator()
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
     data = build_trial_data(
@@ -104,7 +138,8 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
     size_targeted = nbytes(params.values())
     passes_per_loop = method.passes_per_loop()
 
-    passes = passes_alone(model, params, data, cfg.method)
+    shared = bool(getattr(method, "shares_ce_backward", lambda: False)())
+    passes = passes_alone(model, params, data, cfg.method, shared)
     monitor = PassMonitor(lambda: {}, 10**9, 0.05, 0.0, None)  # no evaluations in the loop
 
     def loop(n: int) -> None:
@@ -112,14 +147,14 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
         method.unlearn(model, params, data, n, monitor)
 
     def block(fn: Callable[[], object]) -> tuple[float, int]:
-        """Seconds and memory peak of one block (the CUDA peak is reset before it)."""
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        """Seconds of one block and its memory peak above what was resident before it."""
+        method.state = {}  # the previous block's state must not count in this one
+        resident = reset_peak(device)
         sync(device)
         start = time.perf_counter()
         fn()
         sync(device)
-        return time.perf_counter() - start, peak_bytes(device)
+        return time.perf_counter() - start, peak_bytes(device) - resident
 
     loop(1), passes()  # warm-up
     # Interleaved rounds, so load drift on a shared machine hits both sides alike.
@@ -141,27 +176,23 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
         if t.data_ptr() not in own
     )
 
-    t_relearn = None
+    t_relearn = peak_relearn = None
     if relearn_steps:
+        method.state = {}
+        resident = reset_peak(device)
         start = time.perf_counter()
         relearn(
             model, data.relearn_forget, data.forget_eval, cfg.attack.lr, 2 * relearn_steps, 10**9
         )
         sync(device)
         t_relearn = (time.perf_counter() - start) / relearn_steps
-    model = params = method = None  # free them before the full trial
+        peak_relearn = peak_bytes(device) - resident
+    model = params = method = None
 
-    trial = None
-    if full_trial:
-        start = time.perf_counter()
-        record = run_trial(cfg)
-        trial = {
-            "seconds": round(time.perf_counter() - start, 2),
-            "status": record["status"],
-            "objective": record["objective"],
-            "timings": record["timings"],
-            "passes": f"{cfg.unlearn_passes} + {cfg.relearn_passes}",
-        }
+    trial = run_trial_in_own_process(overrides) if full_trial else None
+    if trial is not None:
+        trial["passes"] = f"{cfg.unlearn_passes} + {cfg.relearn_passes}"
+        trial["peak_rss_in_model_sizes"] = round(trial["peak_rss_mb"] * 2**20 / size_model, 2)
     extra = peak_loop - peak_passes
     return {
         "model": cfg.model.name,
@@ -177,7 +208,9 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
         "unlearning_passes_per_s": round(passes_per_loop / t_loop, 2),
         "relearn_steps_per_s": round(1 / t_relearn, 2) if t_relearn else None,
         "memory": {
-            "measure": "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS",
+            "measure": "cuda max_memory_allocated"
+            if device.type == "cuda"
+            else "VmHWM reset per phase",
             "size_model_mb": round(size_model / 2**20, 2),
             "size_targeted_mb": round(size_targeted / 2**20, 2),
             "peak_passes_alone_mb": round(peak_passes / 2**20, 1),
@@ -186,9 +219,39 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
             "loop_extra_in_targeted_sizes": round(extra / size_targeted, 2),
             "method_state_in_targeted_sizes": round(state_bytes / size_targeted, 2),
             "paper_bound_extra_in_targeted_sizes": 3,
+            "peak_relearning_mb": None if peak_relearn is None else round(peak_relearn / 2**20, 1),
+            "relearning_extra_over_passes_in_model_sizes": None
+            if peak_relearn is None
+            else round((peak_relearn - peak_passes) / size_model, 2),
+            "relearning_bound_extra_in_model_sizes": 1,
         },
         "trial": trial,
     }
+
+
+TRIAL_CHILD = r"""
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from bench_trial import compose
+from mudman.trial import run_trial
+record = run_trial(compose(json.loads(sys.argv[2])))
+print(json.dumps({
+    "status": record["status"], "objective": record["objective"], "timings": record["timings"],
+    "threads": record.get("threads"),
+    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+}))
+"""
+
+
+def run_trial_in_own_process(overrides: list[str]) -> dict:
+    """One full trial in a fresh process, so its peak RSS is its own (not this process's)."""
+    cmd = [sys.executable, "-c", TRIAL_CHILD, str(REPO / "scripts"), json.dumps(overrides)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"full trial failed:\n{out.stderr[-3000:]}")
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    record["seconds"] = record["timings"]["total_s"]
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,11 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=20, help="unlearning loops to time")
     parser.add_argument("--relearn-steps", type=int, default=20, help="SGD steps to time")
     parser.add_argument("--no-trial", action="store_true", help="skip the full trial")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None, help="= the override threads=N")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = bench(args.overrides, args.loops, args.relearn_steps, not args.no_trial)
+    overrides = args.overrides + ([f"threads={args.threads}"] if args.threads else [])
+    result = bench(overrides, args.loops, args.relearn_steps, not args.no_trial)
     print(json.dumps(result, indent=2))
     m = result["memory"]
     print(
@@ -211,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result['unlearning_passes_per_s']} passes/s; "
         f"{result['relearn_steps_per_s']} relearn steps/s; "
         f"loop memory beyond the passes {m['loop_extra_in_targeted_sizes']} x size(targeted), "
-        f"method state {m['method_state_in_targeted_sizes']} x (bound 3)"
+        f"method state {m['method_state_in_targeted_sizes']} x (bound 3); relearning beyond "
+        f"the passes {m['relearning_extra_over_passes_in_model_sizes']} x size(model) (bound 1)"
         + (f"; full trial {result['trial']['seconds']} s" if result["trial"] else "")
     )
     return 0

@@ -192,8 +192,16 @@ def test_adversary_and_accumulator_exist_only_for_targeted_params():
 
 
 # ---------------------------------------------------------------- pass accounting
-@pytest.mark.parametrize("meta, per_loop", [(True, 5), (False, 4)])
-def test_pass_accounting_counts_every_forward_and_backward(meta, per_loop):
+@pytest.mark.parametrize(
+    "changes, executed, counted",
+    [
+        ({}, 4, 5),  # -CE: one backward serves both steps, the paper's 5 passes are charged
+        ({"pass_accounting": "executed"}, 4, 4),  # the 4-pass budget variant
+        ({"unlearning_loss": "neg_entropy"}, 5, 5),  # two different losses: two backwards
+        ({"meta_learning": False}, 4, 4),
+    ],
+)
+def test_pass_accounting_counts_the_papers_passes(changes, executed, counted):
     model = tiny_llama(seed=4)
     counts = {"fwd": 0, "bwd": 0}
     model.register_forward_hook(lambda *a: counts.__setitem__("fwd", counts["fwd"] + 1))
@@ -201,8 +209,9 @@ def test_pass_accounting_counts_every_forward_and_backward(meta, per_loop):
         lambda *a: counts.__setitem__("bwd", counts["bwd"] + 1)
     )
     monitor = never_reject()
-    _method, _ = run_method(model, method_cfg(meta_learning=meta), make_data(), 6, monitor)
-    assert counts["fwd"] + counts["bwd"] == 6 * per_loop == monitor.passes
+    _method, _ = run_method(model, method_cfg(**changes), make_data(), 6, monitor)
+    assert counts["fwd"] + counts["bwd"] == 6 * executed
+    assert monitor.passes == 6 * counted == 6 * _method.passes_per_loop()
 
 
 def test_budget_must_divide_into_loops():

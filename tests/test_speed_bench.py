@@ -68,3 +68,18 @@ def test_bench_precision_checks_updates_before_timing(text_files, tmp_path, caps
     assert set(result["seconds_per_loop"]) == {"float32", "bfloat16"}
     errors = result["relative_update_error_vs_float32"]
     assert errors["float32"] == 0 and 0 < errors["bfloat16"] < 2  # bf16 rounds the update
+
+
+def test_bench_memory_peaks_are_per_phase_not_the_process_high_water_mark():
+    """A phase's peak is its own: a larger earlier allocation must not show up in it."""
+    import torch
+
+    bench = _script("bench_trial")
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 2**20)  # 256 MiB, touched
+    del big
+    resident = bench.reset_peak(cpu)
+    small = torch.ones(16 * 2**20)  # 64 MiB
+    extra = bench.peak_bytes(cpu) - resident
+    del small
+    assert 60 * 2**20 <= extra < 128 * 2**20, extra / 2**20
