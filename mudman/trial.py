@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from mudman.attack.relearning import PASSES_PER_STEP, relearn
 from mudman.config import validate_config
+from mudman.console import bars_wanted
 from mudman.data.batching import TrialData
 from mudman.data.device_cache import DEVICE_DATA
 from mudman.errors import TrialRejected
@@ -68,7 +69,9 @@ def _fmt(values: dict[str, float]) -> str:
 
 
 def _bar(cfg: DictConfig, total: int, desc: str):
-    return tqdm(total=total, desc=desc, disable=not cfg.progress or total == 0, leave=False)
+    """A progress bar, drawn only on a terminal (no ``\r`` frames in log files)."""
+    disable = not bars_wanted(cfg.progress) or total == 0
+    return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
 def attack(
@@ -149,20 +152,27 @@ def run_baseline(
 
 
 def run_trial(
-    cfg: DictConfig, tracker: Tracker | None = None, method: UnlearningMethod | None = None
+    cfg: DictConfig,
+    tracker: Tracker | None = None,
+    method: UnlearningMethod | None = None,
+    timings: dict[str, float] | None = None,
+    started_at: float | None = None,
 ) -> dict[str, Any]:
     """Run one trial and return its results record (see README, "results.json").
 
-    ``method`` is the already validated method when the caller checked the config first.
+    ``method`` is the already validated method when the caller checked the config first;
+    ``timings`` holds the caller's earlier phases (preflight, tracker start) and ``started_at``
+    (``time.perf_counter()``) when they began, so ``total_s`` covers them too. The parts always
+    sum to ``total_s``: what no phase measured is ``other_s``.
     """
+    wall_start = time.perf_counter() if started_at is None else started_at
     tracker = tracker or NullTracker()
+    timings = dict(timings or {})
     method = method or validate_config(cfg)  # before anything heavy
     objective = build_objective(cfg.objective)
-    timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     tf32 = set_tf32(device, bool(cfg.get("tf32", True)))
-    wall_start = time.perf_counter()
 
     with timed(timings, "load_s"):
         model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
@@ -193,7 +203,8 @@ def run_trial(
             "retain_val": len(data.retain_val),
         },
     }
-    losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
+    with timed(timings, "initial_eval_s"):
+        losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
     with timed(timings, "evaluation_setup_s"):
         objective.prepare(tokenizer, device, cfg.paths.cache_dir, untouched_key=baseline_key(cfg))
@@ -285,7 +296,9 @@ def run_trial(
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timed(timings, "baseline_s"):
             record["baseline"] = run_baseline(cfg, data, device, dtype, tracker, objective)
-    timings["total_s"] = round(time.perf_counter() - wall_start, 3)
+    total = round(time.perf_counter() - wall_start, 3)
+    timings["other_s"] = round(max(0.0, total - sum(timings.values())), 3)
+    timings["total_s"] = round(sum(timings.values()), 3)  # == total up to rounding
     record["timings"] = timings
     summary = {"objective": record["objective"], "status": record["status"]}
     if record.get("baseline"):
