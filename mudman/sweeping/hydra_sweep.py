@@ -10,6 +10,7 @@ Command-line overrides are split three ways:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.errors import ConfigError
 from mudman.preflight import check_data, check_model, check_objective
 from mudman.redaction import mask_url, redact, redact_text, url_password
+from mudman.sweeping import summary
 from mudman.sweeping.provenance import git_state
 from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import check_space, parse_space
@@ -122,6 +124,7 @@ class OptunaGridSweep:
         # ask/tell with heartbeats is what we want; Optuna's "experimental" notes are noise here
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        summary.route_optuna_logging()  # Optuna's lines in the project's one log format
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -134,7 +137,7 @@ class OptunaGridSweep:
             self._refuse_literal_password()
             grid, search, fixed = split_arguments(arguments)
             if int(self.cfg.get("n_jobs", 1)) > 1:
-                self._spawn_workers(int(self.cfg["n_jobs"]))
+                self._spawn_workers(int(self.cfg["n_jobs"]), grid, fixed)
                 return []
             studies = []
             cells = list(itertools.product(*grid)) or [()]
@@ -143,6 +146,11 @@ class OptunaGridSweep:
                     "grid cell %d/%d: %s", number, len(cells), " ".join(cell) or "(single study)"
                 )
                 studies.append(self._run_cell([*fixed, *cell], search))
+            summary.log_summary(
+                [summary.study_state(s) for s in studies],
+                os.path.expanduser(str(self.cfg.get("storage"))),
+                Path(self.config.hydra.sweep.dir),
+            )
             return studies
         except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
             print(f"Error: {redact_text(str(err))}", file=sys.stderr)
@@ -257,7 +265,16 @@ class OptunaGridSweep:
         path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
         OmegaConf.save(OmegaConf.create(summary), path)
 
-    def _spawn_workers(self, n_jobs: int) -> None:
+    def _study_names(self, grid: list[list[str]], fixed: list[str]) -> list[str]:
+        """The study of each grid cell (the parent's progress and summary; workers run them)."""
+        cells = list(itertools.product(*grid)) or [()]
+        return [
+            str(self._cell_config([*fixed, *cell]).hydra.sweeper.study_name) for cell in cells
+        ]
+
+    def _spawn_workers(
+        self, n_jobs: int, grid: list[list[str]] | None = None, fixed: list[str] | None = None
+    ) -> None:
         """``n_jobs`` worker processes on the shared storage, each with its own sampler seed."""
         storage = str(self.cfg.get("storage"))
         if not storage.startswith(("sqlite:///", "postgresql")):
@@ -277,6 +294,8 @@ class OptunaGridSweep:
             int(self.cfg.get("heartbeat_interval", 10)),
             int(self.cfg.get("grace_period", 30)),
         )
+        names = self._study_names(grid or [], fixed or [])  # a bad cell fails before any worker
+        url = os.path.expanduser(storage)
         env = worker_environment(n_jobs)
         procs, logs = [], []
         for worker in range(n_jobs):
@@ -295,7 +314,16 @@ class OptunaGridSweep:
                     subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
                 )
             log.info("worker %d started (pid %d), log: %s", worker, procs[-1].pid, logs[-1])
+        summary.watch_progress(
+            lambda: all(p.poll() is not None for p in procs),
+            lambda: summary.load_states(url, names),
+            interval=float(self.cfg.get("heartbeat_interval", 10)),
+        )
         codes = [p.wait() for p in procs]
+        for name in names:  # the parent's own optimization_results.<study>.yaml, from storage
+            with contextlib.suppress(KeyError):  # a study no worker created
+                self._write_summary(optuna.load_study(study_name=name, storage=url))
+        summary.log_summary(summary.load_states(url, names), url, sweep_dir)
         failed = [i for i, code in enumerate(codes) if code]
         if failed:
             tail = logs[failed[0]].read_text()[-3000:]

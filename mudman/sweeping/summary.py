@@ -40,6 +40,15 @@ class StudyState:
         return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
 
 
+def route_optuna_logging() -> None:
+    """Optuna's own lines ("A new study created ...") through the project's handlers and format
+    instead of Optuna's separate ``[I <time>]`` handler."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
 def study_state(study: Any) -> StudyState:
     """Counts and best trial of an ``optuna.Study`` (a study without a completed trial has none)."""
     counts: dict[str, int] = {}
@@ -96,7 +105,8 @@ def summary_lines(
     states: Sequence[StudyState], storage_url: str, results_dir: Path | None
 ) -> list[str]:
     """The end-of-sweep summary, one log line each."""
-    lines = [f"sweep summary: {len(states)} studies in {mask_url(storage_url)}"]
+    studies = "1 study" if len(states) == 1 else f"{len(states)} studies"
+    lines = [f"sweep summary: {studies} in {mask_url(storage_url)}"]
     for s in states:
         total = "?" if s.n_trials is None else s.n_trials
         line = (
@@ -133,7 +143,8 @@ def progress_line(states: Sequence[StudyState]) -> str:
     done = sum(s.done for s in states)
     return (
         f"trials {done}/{total} ({count('COMPLETE')} complete, {count('PRUNED')} pruned, "
-        f"{count('FAIL')} failed, {count('RUNNING')} running) in {len(states)} studies"
+        f"{count('FAIL')} failed, {count('RUNNING')} running)"
+        + (f" in {len(states)} studies" if len(states) > 1 else "")
     )
 
 
