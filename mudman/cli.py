@@ -33,7 +33,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from mudman.redaction import redact
     from mudman.results import format_table, process_memory, write_json_atomic
     from mudman.tracking import build_tracker
-    from mudman.trial import run_trial, timed
+    from mudman.trial import account_timings, run_trial, timed
 
     results_path = run_dir / "results.json"
     if results_path.exists() and not cfg.overwrite:
@@ -48,7 +48,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         tracker = build_tracker(cfg.logger, resolved, run_dir)
     try:
         with logs_above_bars(bars_wanted(cfg.progress)):
-            record = run_trial(cfg, tracker, method, timings=timings, started_at=started_at)
+            record = run_trial(cfg, tracker, method)
+        record["timings"] = account_timings(timings, record.get("timings", {}), started_at)
     except BaseException:
         tracker.finish(failed=True)
         raise

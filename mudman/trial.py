@@ -64,6 +64,22 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - start, 3)
 
 
+def account_timings(
+    before: dict[str, float], parts: dict[str, float], started_at: float
+) -> dict[str, float]:
+    """Timings whose parts add up to ``total_s`` = now - ``started_at``.
+
+    ``before`` are phases of the caller (preflight, tracker start) ahead of ``parts``; a
+    ``total_s``/``other_s`` already in ``parts`` is recomputed; the time no part measured is
+    ``other_s``, so the ``time:`` line accounts for every second of the total.
+    """
+    merged = {**before, **{k: v for k, v in parts.items() if k not in ("other_s", "total_s")}}
+    total = time.perf_counter() - started_at
+    merged["other_s"] = round(max(0.0, total - sum(merged.values())), 3)
+    merged["total_s"] = round(sum(merged.values()), 3)  # == the wall time, up to rounding
+    return merged
+
+
 def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
 
@@ -152,22 +168,16 @@ def run_baseline(
 
 
 def run_trial(
-    cfg: DictConfig,
-    tracker: Tracker | None = None,
-    method: UnlearningMethod | None = None,
-    timings: dict[str, float] | None = None,
-    started_at: float | None = None,
+    cfg: DictConfig, tracker: Tracker | None = None, method: UnlearningMethod | None = None
 ) -> dict[str, Any]:
     """Run one trial and return its results record (see README, "results.json").
 
-    ``method`` is the already validated method when the caller checked the config first;
-    ``timings`` holds the caller's earlier phases (preflight, tracker start) and ``started_at``
-    (``time.perf_counter()``) when they began, so ``total_s`` covers them too. The parts always
-    sum to ``total_s``: what no phase measured is ``other_s``.
+    ``method`` is the already validated method when the caller checked the config first.
+    The timings' parts sum to ``total_s``: what no phase measured is ``other_s``.
     """
-    wall_start = time.perf_counter() if started_at is None else started_at
+    wall_start = time.perf_counter()
     tracker = tracker or NullTracker()
-    timings = dict(timings or {})
+    timings: dict[str, float] = {}
     method = method or validate_config(cfg)  # before anything heavy
     objective = build_objective(cfg.objective)
     device = resolve_device(cfg.device)
@@ -296,10 +306,7 @@ def run_trial(
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timed(timings, "baseline_s"):
             record["baseline"] = run_baseline(cfg, data, device, dtype, tracker, objective)
-    total = round(time.perf_counter() - wall_start, 3)
-    timings["other_s"] = round(max(0.0, total - sum(timings.values())), 3)
-    timings["total_s"] = round(sum(timings.values()), 3)  # == total up to rounding
-    record["timings"] = timings
+    record["timings"] = account_timings({}, timings, wall_start)
     summary = {"objective": record["objective"], "status": record["status"]}
     if record.get("baseline"):
         summary["baseline_objective"] = record["baseline"]["objective"]

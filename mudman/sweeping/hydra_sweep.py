@@ -268,9 +268,7 @@ class OptunaGridSweep:
     def _study_names(self, grid: list[list[str]], fixed: list[str]) -> list[str]:
         """The study of each grid cell (the parent's progress and summary; workers run them)."""
         cells = list(itertools.product(*grid)) or [()]
-        return [
-            str(self._cell_config([*fixed, *cell]).hydra.sweeper.study_name) for cell in cells
-        ]
+        return [str(self._cell_config([*fixed, *cell]).hydra.sweeper.study_name) for cell in cells]
 
     def _spawn_workers(
         self, n_jobs: int, grid: list[list[str]] | None = None, fixed: list[str] | None = None
