@@ -85,7 +85,7 @@ def _fmt(values: dict[str, float]) -> str:
 
 
 def _bar(cfg: DictConfig, total: int, desc: str):
-    """A progress bar, drawn only on a terminal (no ``\r`` frames in log files)."""
+    """A progress bar, drawn only on a terminal (no carriage-return frames in log files)."""
     disable = not bars_wanted(cfg.progress) or total == 0
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 

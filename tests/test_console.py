@@ -197,3 +197,50 @@ def test_start_up_does_not_import_optuna(args):
         check=True,
     )
     assert "OPTUNA_IMPORTED False" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ summary and progress (units)
+def test_progress_logs_changes_and_the_final_counts(caplog):
+    from mudman.sweeping.summary import StudyState, watch_progress
+
+    states = [
+        [StudyState("a", None)],
+        [StudyState("a", 2, {"RUNNING": 1})],
+        [StudyState("a", 2, {"RUNNING": 1})],  # unchanged: not logged again
+        [StudyState("a", 2, {"COMPLETE": 1, "PRUNED": 1})],  # read after the workers ended
+    ]
+    read = []
+
+    def read_states():
+        read.append(1)
+        return states[len(read) - 1]
+
+    with caplog.at_level(logging.INFO, logger="mudman.sweeping.summary"):
+        watch_progress(lambda: len(read) >= 3, read_states, interval=0.01)
+    assert len(read) == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        "trials 0/? (0 complete, 0 pruned, 0 failed, 0 running)",
+        "trials 0/2 (0 complete, 0 pruned, 0 failed, 1 running)",
+        "trials 2/2 (1 complete, 1 pruned, 0 failed, 0 running)",
+    ]
+
+
+def test_summary_names_counts_best_results_and_next_command(monkeypatch, tmp_path):
+    from mudman.sweeping.summary import StudyState, summary_lines
+
+    monkeypatch.setenv("MUDMAN_OPTUNA_STORAGE", "postgresql://me:PW_77@db/x")
+    states = [
+        StudyState("a-b.c", 3, {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}, 1.5, {"method.lr": 0.01}),
+        StudyState("d", 2, {"FAIL": 2}),
+    ]
+    lines = summary_lines(states, "postgresql://me:PW_77@db/x", tmp_path)
+    assert lines[0] == "sweep summary: 2 studies in postgresql://me:***@db/x"
+    assert (
+        lines[1]
+        == "  a-b.c: 2 complete, 1 pruned, 1 failed (3/3 valid); best 1.5000 at method.lr=0.01"
+    )
+    assert lines[2] == "  d: 0 complete, 0 pruned, 2 failed (0/2 valid); no completed trial"
+    assert lines[3] == f"best values and parameters: {tmp_path}/optimization_results.*.yaml"
+    # the storage comes from the environment: the report reads it too, so no URL (no password)
+    assert lines[4] == r"next: python -m mudman.report --studies '^(a-b\.c|d)$'"
+    assert not any("PW_77" in line for line in lines)

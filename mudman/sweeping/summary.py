@@ -153,13 +153,16 @@ def watch_progress(
     read_states: Callable[[], list[StudyState]],
     interval: float = 10.0,
 ) -> None:
-    """Until ``finished()``: every ``interval`` seconds log the progress line when it changed.
+    """Until ``finished()``: every ``interval`` seconds log the progress line when it changed,
+    and once more at the end (the final counts, also when the last trial ended between polls).
 
     A storage that cannot be read for a moment (a worker holds the SQLite write lock) is retried
     at the next poll; the workers are never disturbed by the parent's reads.
     """
     last = None
-    while not finished():
+
+    def poll() -> None:
+        nonlocal last
         try:
             line = progress_line(read_states())
         except Exception as err:  # progress is informative only; the workers decide
@@ -167,6 +170,10 @@ def watch_progress(
         if line != last:
             log.info("%s", line)
             last = line
+
+    while not finished():
+        poll()
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and not finished():
             time.sleep(min(0.5, interval))
+    poll()
