@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -27,21 +28,28 @@ CONFIG_DIR = str(
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one trial into ``run_dir`` (separate from Hydra so tests can call it directly)."""
     from mudman.config import validate_config
+    from mudman.console import bars_wanted, logs_above_bars
     from mudman.preflight import preflight
     from mudman.redaction import redact
     from mudman.results import format_table, process_memory, write_json_atomic
     from mudman.tracking import build_tracker
-    from mudman.trial import run_trial
+    from mudman.trial import account_timings, run_trial, timed
 
     results_path = run_dir / "results.json"
     if results_path.exists() and not cfg.overwrite:
         raise ConfigError(f"{results_path} exists; pass overwrite=true to replace it")
-    method = validate_config(cfg)  # fail before W&B starts or any model loads
-    preflight(cfg, run_dir)  # disk, model config and module tree, data: still no weights
+    started_at = time.perf_counter()
+    timings: dict[str, float] = {}
+    with timed(timings, "preflight_s"):
+        method = validate_config(cfg)  # fail before W&B starts or any model loads
+        preflight(cfg, run_dir)  # disk, model config and module tree, data: still no weights
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))  # no tokens in W&B or results
-    tracker = build_tracker(cfg.logger, resolved, run_dir)
+    with timed(timings, "tracker_s"):
+        tracker = build_tracker(cfg.logger, resolved, run_dir)
     try:
-        record = run_trial(cfg, tracker, method)
+        with logs_above_bars(bars_wanted(cfg.progress)):
+            record = run_trial(cfg, tracker, method)
+        record["timings"] = account_timings(timings, record.get("timings", {}), started_at)
     except BaseException:
         tracker.finish(failed=True)
         raise
@@ -55,7 +63,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
@@ -66,6 +74,19 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s", err)
         sys.exit(2)
     return record["objective"]
+
+
+def main() -> float | None:
+    """``python -m mudman``: the command line as the official Optuna sweeper's users type it
+    (``hydra.sweeper.params.<key>=<expr>``, docs/sweeps.md) is made acceptable to Hydra first."""
+    from mudman.sweeping.official_names import rewrite_params_arguments
+
+    try:
+        sys.argv[1:] = rewrite_params_arguments(sys.argv[1:])
+    except ConfigError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return hydra_main()
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
             f"allowed: {', '.join(sources)}"
         )
     check_types(cfg.method, "method", str(cfg.method.get("name")))
+    check_loss_kwargs(cfg.method)
     method = build_method(cfg.method)
     method.n_loops(_int(cfg, "unlearn_passes", 0))
     _check_retain_pause(cfg, method)
@@ -142,6 +143,44 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         )
     build_objective(cfg.objective)
     return method
+
+
+def check_loss_kwargs(method: DictConfig) -> None:
+    """``method.unlearning_loss_kwargs`` (null or a mapping, ``={clip_at: 0.0}`` on the command
+    line) may only name keyword arguments of the selected loss, with values of their type: a
+    misspelt key would otherwise reach the loss as a TypeError in the middle of a trial."""
+    import inspect
+
+    from mudman.losses import LOSSES
+
+    kwargs = method.get("unlearning_loss_kwargs")
+    if kwargs is None:
+        return
+    key = "method.unlearning_loss_kwargs"
+    if not (isinstance(kwargs, dict) or OmegaConf.is_dict(kwargs)):
+        raise ConfigError(
+            f"{key}={kwargs!r} has the wrong type; allowed: a mapping, e.g. {{clip_at: 0.0}}"
+        )
+    loss = str(method.get("unlearning_loss"))
+    signature = inspect.signature(LOSSES.get(loss, "method.unlearning_loss"))
+    defaults = {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    for name, value in kwargs.items():
+        if name not in defaults:
+            allowed = ", ".join(defaults) or "none (leave it null)"
+            raise ConfigError(
+                f"{key}.{name}={value!r}: unlearning_loss={loss} has no keyword argument "
+                f"{name!r}; allowed: {allowed}"
+            )
+        kind = _kind(defaults[name])
+        if kind is not None and not _fits(value, kind):
+            raise ConfigError(
+                f"{key}.{name}={value!r} has the wrong type; allowed: {kind} "
+                f"(default {defaults[name]!r})"
+            )
 
 
 def _check_retain_pause(cfg: DictConfig, method: UnlearningMethod) -> None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from mudman.attack.relearning import PASSES_PER_STEP, relearn
 from mudman.config import validate_config
+from mudman.console import bars_wanted
 from mudman.data.batching import TrialData
 from mudman.data.device_cache import DEVICE_DATA
 from mudman.errors import TrialRejected
@@ -64,12 +65,30 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - start, 3)
 
 
+def account_timings(
+    before: dict[str, float], parts: dict[str, float], started_at: float
+) -> dict[str, float]:
+    """Timings whose parts add up to ``total_s`` = now - ``started_at``.
+
+    ``before`` are phases of the caller (preflight, tracker start) ahead of ``parts``; a
+    ``total_s``/``other_s`` already in ``parts`` is recomputed; the time no part measured is
+    ``other_s``, so the ``time:`` line accounts for every second of the total.
+    """
+    merged = {**before, **{k: v for k, v in parts.items() if k not in ("other_s", "total_s")}}
+    total = time.perf_counter() - started_at
+    merged["other_s"] = round(max(0.0, total - sum(merged.values())), 3)
+    merged["total_s"] = round(sum(merged.values()), 3)  # == the wall time, up to rounding
+    return merged
+
+
 def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
 
 
 def _bar(cfg: DictConfig, total: int, desc: str):
-    return tqdm(total=total, desc=desc, disable=not cfg.progress or total == 0, leave=False)
+    """A progress bar, drawn only on a terminal (no carriage-return frames in log files)."""
+    disable = not bars_wanted(cfg.progress) or total == 0
+    return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
 def attack(
@@ -186,17 +205,18 @@ def run_trial(
     """Run one trial and return its results record (see README, "results.json").
 
     ``method`` is the already validated method when the caller checked the config first.
+    The timings' parts sum to ``total_s``: what no phase measured is ``other_s``.
     """
+    wall_start = time.perf_counter()
     tracker = tracker or NullTracker()
+    timings: dict[str, float] = {}
     method = method or validate_config(cfg)  # before anything heavy
     objective = build_objective(cfg.objective)
-    timings: dict[str, float] = {}
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     tf32 = set_tf32(device, bool(cfg.get("tf32", True)))
     threads = apply_thread_policy(cfg.get("threads", "auto"), device)  # docs/performance.md
     tune_allocator()
-    wall_start = time.perf_counter()
 
     with timed(timings, "load_s"):
         model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
@@ -234,7 +254,8 @@ def run_trial(
             "retain_val": len(data.retain_val),
         },
     }
-    losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
+    with timed(timings, "initial_eval_s"):
+        losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
     tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
     with timed(timings, "evaluation_setup_s"):
         objective.prepare(
@@ -330,8 +351,7 @@ def run_trial(
             record["baseline"] = run_baseline(
                 cfg, data, device, dtype, tracker, objective, tokenizer
             )
-    timings["total_s"] = round(time.perf_counter() - wall_start, 3)
-    record["timings"] = timings
+    record["timings"] = account_timings({}, timings, wall_start)
     summary = {"objective": record["objective"], "status": record["status"]}
     if record.get("baseline"):
         summary["baseline_objective"] = record["baseline"]["objective"]

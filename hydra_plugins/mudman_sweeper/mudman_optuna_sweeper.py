@@ -1,20 +1,28 @@
-"""The ``hydra/sweeper=mudman_optuna`` plugin: a thin shell around mudman.sweeping."""
+"""The ``hydra/sweeper=mudman_optuna`` (alias ``optuna``) plugin: a thin shell around
+mudman.sweeping.
+
+Hydra imports every module of the ``hydra_plugins`` namespace on every run (also a single
+trial, ``--cfg job`` or ``--help``) to discover plugins, so this module imports nothing heavy:
+Optuna and the sweep logic load only when a sweep starts (Hydra's own plugins do the same).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
 
-from mudman.sweeping.hydra_sweep import OptunaGridSweep
+if TYPE_CHECKING:
+    from hydra.types import HydraContext, TaskFunction
+    from omegaconf import DictConfig
 
 
 class MudmanOptunaSweeper(Sweeper):
     """Optuna (>= 4) sweeper with pruning, exact resume, shared storage and grids of studies."""
 
     def __init__(self, **cfg: Any) -> None:
+        from mudman.sweeping.hydra_sweep import OptunaGridSweep
+
         self.impl = OptunaGridSweep(**cfg)
 
     def setup(

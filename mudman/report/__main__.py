@@ -62,21 +62,61 @@ def open_studies(storage: str, pattern: re.Pattern) -> list[optuna.Study]:
             f"--storage {mask_url(storage)} cannot be read: {type(err).__name__}: {first}"
         ) from err
 
+DEFAULT_STORAGE = "sqlite:///outputs/optuna.db"  # the sweeper's default (conf/hydra/sweeper/)
+DESCRIPTION = """\
+Statistics, a markdown table and figures of Optuna studies, read from the storage alone
+(finished or still running studies; running trials are counted, not used; no W&B needed).
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mudman.report", description=__doc__)
-    parser.add_argument(
-        "--storage", default=os.environ.get("MUDMAN_OPTUNA_STORAGE", "sqlite:///outputs/optuna.db")
+examples:
+  python -m mudman.report                                   # every study in the default storage
+  python -m mudman.report --studies '^ablation-' --last 30  # a grid's studies, mean/SEM of 30
+  python -m mudman.report --runs outputs/multirun/2026-12-01/10-00-00   # a plain multirun grid
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what ``--help`` shows: plain text, every option with its default)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mudman.report",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--studies", default=".*", help="regex on study names")
-    parser.add_argument("--last", type=int, default=30, help="N valid trials for mean/SEM")
-    parser.add_argument("--out", default="outputs/report", help="folder for table and figures")
+    storage = os.environ.get("MUDMAN_OPTUNA_STORAGE")
+    parser.add_argument(
+        "--storage",
+        default=storage or DEFAULT_STORAGE,
+        metavar="URL",
+        help="Optuna storage URL, sqlite:///path or postgresql://... (default: "
+        + ("$MUDMAN_OPTUNA_STORAGE" if storage else DEFAULT_STORAGE)
+        + ", as the sweeper; $MUDMAN_OPTUNA_STORAGE when set)",
+    )
+    parser.add_argument(
+        "--studies", default=".*", metavar="REGEX", help="regex on study names (default: all)"
+    )
+    parser.add_argument(
+        "--last",
+        type=int,
+        default=30,
+        metavar="N",
+        help="mean/SEM over the last N valid trials of each study (default: 30)",
+    )
+    parser.add_argument(
+        "--out",
+        default="outputs/report",
+        metavar="DIR",
+        help="folder for table and figures (default: outputs/report)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="table only")
     parser.add_argument(
         "--runs",
         metavar="DIR",
         help="instead of a storage: tabulate the results.json of a plain multirun grid under DIR",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.runs:
         check_arguments(parser, args)

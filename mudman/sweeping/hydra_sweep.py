@@ -10,6 +10,7 @@ Command-line overrides are split three ways:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -36,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.errors import ConfigError
 from mudman.preflight import check_data, check_model, check_objective
 from mudman.redaction import mask_url, redact, redact_text, url_password
+from mudman.sweeping import summary
 from mudman.sweeping.fingerprint import experiment_of, fingerprint
 from mudman.sweeping.provenance import git_state
 from mudman.sweeping.runner import (
@@ -163,6 +165,7 @@ class OptunaGridSweep:
         # ask/tell with heartbeats is what we want; Optuna's "experimental" notes are noise here
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        summary.route_optuna_logging()  # Optuna's lines in the project's one log format
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -190,12 +193,17 @@ class OptunaGridSweep:
                 with _naming(plan.label):
                     open_study(plan.spec)
             if int(self.cfg.get("n_jobs", 1)) > 1:
-                self._spawn_workers(int(self.cfg["n_jobs"]))
+                self._spawn_workers(int(self.cfg["n_jobs"]), [p.spec.name for p in plans])
                 return []
             studies = []
             for plan in plans:
                 log.info("%s", plan.label or "single study")
                 studies.append(self._run_plan(plan))
+            summary.log_summary(
+                [summary.study_state(s) for s in studies],
+                os.path.expanduser(str(self.cfg.get("storage"))),
+                Path(self.config.hydra.sweep.dir),
+            )
             return studies
         except ConfigError as err:  # bad input: one clear line, no traceback, exit code 2
             print(f"Error: {redact_text(str(err))}", file=sys.stderr)
@@ -355,8 +363,9 @@ class OptunaGridSweep:
         path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
         OmegaConf.save(OmegaConf.create(summary), path)
 
-    def _spawn_workers(self, n_jobs: int) -> None:
-        """``n_jobs`` worker processes on the shared storage, each with its own sampler seed."""
+    def _spawn_workers(self, n_jobs: int, names: list[str]) -> None:
+        """``n_jobs`` worker processes on the shared storage, each with its own sampler seed;
+        ``names`` are the planned studies (the parent's progress and summary read them)."""
         storage = str(self.cfg.get("storage"))
         if not storage.startswith(("sqlite:///", "postgresql")):
             raise ConfigError(
@@ -375,6 +384,7 @@ class OptunaGridSweep:
             int(self.cfg.get("heartbeat_interval", 10)),
             int(self.cfg.get("grace_period", 30)),
         )
+        url = os.path.expanduser(storage)
         env = worker_environment(n_jobs)
         procs, logs = [], []
         for worker in range(n_jobs):
@@ -394,6 +404,11 @@ class OptunaGridSweep:
                 )
             log.info("worker %d started (pid %d), log: %s", worker, procs[-1].pid, logs[-1])
         try:
+            summary.watch_progress(
+                lambda: all(p.poll() is not None for p in procs),
+                lambda: summary.load_states(url, names),
+                interval=float(self.cfg.get("heartbeat_interval", 10)),
+            )
             codes = [p.wait() for p in procs]
         except KeyboardInterrupt:
             stop_workers(procs)
@@ -401,6 +416,10 @@ class OptunaGridSweep:
                 f"interrupted: {n_jobs} workers stopped, their running trials marked for an "
                 "immediate redo; run the same command to resume"
             ) from None
+        for name in names:  # the parent's own optimization_results.<study>.yaml, from storage
+            with contextlib.suppress(KeyError):  # a study no worker created
+                self._write_summary(optuna.load_study(study_name=name, storage=url))
+        summary.log_summary(summary.load_states(url, names), url, sweep_dir)
         failed = [i for i, code in enumerate(codes) if code]
         if failed:
             tail = logs[failed[0]].read_text()[-3000:]
