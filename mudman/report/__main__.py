@@ -62,6 +62,7 @@ def open_studies(storage: str, pattern: re.Pattern) -> list[optuna.Study]:
             f"--storage {mask_url(storage)} cannot be read: {type(err).__name__}: {first}"
         ) from err
 
+
 DEFAULT_STORAGE = "sqlite:///outputs/optuna.db"  # the sweeper's default (conf/hydra/sweeper/)
 DESCRIPTION = """\
 Statistics, a markdown table and figures of Optuna studies, read from the storage alone
