@@ -32,9 +32,9 @@ def _examples(compose, path, cache_dir, fresh_process=True):
 @pytest.mark.parametrize("fresh_process", [True, False], ids=["disk-cache", "memory-cache"])
 def test_an_edited_data_file_is_reread_not_served_from_the_cache(compose, tmp_path, fresh_process):
     path = tmp_path / "mine.jsonl"
-    _write(path, ["aaaaaaaaaaaa"] * 3)
+    _write(path, [f"aaaaaaaaaaa{i}" for i in range(3)])
     first = _examples(compose, path, tmp_path / "cache")
-    _write(path, ["bbbbbbbbbbbb"] * 5)  # the same path, edited
+    _write(path, [f"bbbbbbbbbbb{i}" for i in range(5)])  # the same path, edited
     second = _examples(compose, path, tmp_path / "cache", fresh_process)
     assert first.shape[0] == 3 and second.shape[0] == 5
     assert not torch.equal(first[:1], second[:1])

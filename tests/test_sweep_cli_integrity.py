@@ -23,8 +23,8 @@ def _study(tmp_path):
 def test_ctrl_c_exits_130_in_one_line_and_the_trial_is_redone_at_once(tmp_path, text_files):
     # a grace period far longer than the test: only the interrupt path can redo the trial
     slow = ("hydra.sweeper.heartbeat_interval=60", "hydra.sweeper.grace_period=900")
-    slow += ("unlearn_passes=150",)  # trials long enough to be caught mid-way
-    proc = _sweep(tmp_path, text_files, *slow, n_trials=2)
+    slow += ("unlearn_passes=1500",)  # ~5 s per trial: long enough to be caught mid-way
+    proc = _sweep(tmp_path, text_files, *slow, n_trials=1)
     deadline = time.time() + 240
     while time.time() < deadline:
         time.sleep(0.3)
@@ -34,7 +34,7 @@ def test_ctrl_c_exits_130_in_one_line_and_the_trial_is_redone_at_once(tmp_path, 
             continue
         if any(t.state == TrialState.RUNNING for t in trials):
             break
-    time.sleep(1.0)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, output[-3000:]
@@ -45,7 +45,7 @@ def test_ctrl_c_exits_130_in_one_line_and_the_trial_is_redone_at_once(tmp_path, 
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["failure"] == "interrupted"
 
     start = time.time()
-    proc = _sweep(tmp_path, text_files, *slow, n_trials=2)  # the same command again
+    proc = _sweep(tmp_path, text_files, *slow, n_trials=1)  # the same command again
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0 and time.time() - start < 900, output[-3000:]
     trials = _study(tmp_path).trials

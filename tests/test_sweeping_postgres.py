@@ -192,15 +192,15 @@ def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_
 
 
 def test_chaos_soak_on_postgres(postgres_url, tmp_path):
-    """scripts/soak_sweeps.py on PostgreSQL, short: n_jobs parent + duplicates, SIGKILL and
-    SIGINT mid-trial and of the parent, a resume, a second experiment refused."""
+    """scripts/soak_sweeps.py on PostgreSQL, kept short for the suite (one kill mid-trial; the
+    full soak: the script with --storage postgresql://...): an n_jobs=4 parent plus a
+    duplicate command, a resume, a second experiment refused, every check of the soak."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak_sweeps.py")
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    figures = soak.run_soak(postgres_url, tmp_path, n_trials=8, kills=2, timeout=600)
+    figures = soak.run_soak(postgres_url, tmp_path, n_trials=6, kills=1, timeout=600)
     summary = {k: v for k, v in figures.items() if k != "events"}
-    assert figures["ok"], summary
-    assert figures["repeated_parameter_sets"] == 0 and figures["valid"] == 8
-    assert figures["sigint"] >= 1  # the n_jobs parent's Ctrl-C, forwarded to its workers
+    assert figures["ok"], summary  # every check of the soak, see its docstring
+    assert figures["repeated_parameter_sets"] == 0 and figures["valid"] == 6
