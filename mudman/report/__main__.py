@@ -6,6 +6,7 @@ Works on finished and running studies (running trials are counted, not used), ne
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not (args.runs or args.no_plots) and importlib.util.find_spec("matplotlib") is None:
+        parser.error("figures need matplotlib: pip install -e '.[report]' (or --no-plots)")
     if args.runs:
         check_arguments(parser, args)
         return report_runs(parser, Path(args.runs), Path(args.out))

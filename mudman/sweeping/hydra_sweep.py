@@ -49,6 +49,7 @@ from mudman.sweeping.runner import (
 )
 from mudman.sweeping.space import check_space, parse_space
 from mudman.sweeping.storage import make_storage
+from mudman.sweeping.submitit_workers import submit_workers, submitit_executor
 from mudman.sweeping.validation import (
     check_space_size,
     check_sweeper,
@@ -192,6 +193,12 @@ class OptunaGridSweep:
             for plan in plans:  # a study holding another experiment is refused here
                 with _naming(plan.label):
                     open_study(plan.spec)
+            executor = submitit_executor(self.config)
+            if executor is not None:  # the launcher places the workers, not the trials
+                names = [p.spec.name for p in plans]
+                submit_workers(self.config, executor, self.cfg, sys.argv[1:], names)
+                self._summarize_workers(names)
+                return []
             if int(self.cfg.get("n_jobs", 1)) > 1:
                 self._spawn_workers(int(self.cfg["n_jobs"]), [p.spec.name for p in plans])
                 return []
@@ -363,6 +370,15 @@ class OptunaGridSweep:
         path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
         OmegaConf.save(OmegaConf.create(summary), path)
 
+    def _summarize_workers(self, names: list[str]) -> None:
+        """After the workers: the parent's own optimization_results.<study>.yaml and summary,
+        read from the storage."""
+        url = os.path.expanduser(str(self.cfg.get("storage")))
+        for name in names:
+            with contextlib.suppress(KeyError):  # a study no worker created
+                self._write_summary(optuna.load_study(study_name=name, storage=url))
+        summary.log_summary(summary.load_states(url, names), url, Path(self.config.hydra.sweep.dir))
+
     def _spawn_workers(self, n_jobs: int, names: list[str]) -> None:
         """``n_jobs`` worker processes on the shared storage, each with its own sampler seed;
         ``names`` are the planned studies (the parent's progress and summary read them)."""
@@ -416,10 +432,7 @@ class OptunaGridSweep:
                 f"interrupted: {n_jobs} workers stopped, their running trials marked for an "
                 "immediate redo; run the same command to resume"
             ) from None
-        for name in names:  # the parent's own optimization_results.<study>.yaml, from storage
-            with contextlib.suppress(KeyError):  # a study no worker created
-                self._write_summary(optuna.load_study(study_name=name, storage=url))
-        summary.log_summary(summary.load_states(url, names), url, sweep_dir)
+        self._summarize_workers(names)
         failed = [i for i, code in enumerate(codes) if code]
         if failed:
             tail = logs[failed[0]].read_text()[-3000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -121,6 +122,7 @@ def make_storage(
             f"hydra.sweeper.storage={mask_url(url)!r} is not allowed; use sqlite:///path.db or "
             "postgresql://user:pass@host/db (or set MUDMAN_OPTUNA_STORAGE)"
         )
+    _require_driver(url)
     if url.startswith("sqlite:///"):
         check_sqlite_database(url)
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +154,25 @@ def make_storage(
                 f"{redact_text(str(err).splitlines()[0] if str(err) else '')}"
             ) from err
     raise AssertionError("unreachable")
+
+
+# SQLAlchemy's PostgreSQL drivers by URL scheme; psycopg (3) is its default for postgresql://
+_PG_DRIVERS = {
+    "postgresql": "psycopg",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+psycopg2": "psycopg2",
+}
+
+
+def _require_driver(url: str) -> None:
+    """PostgreSQL support is an extra: say how to install it instead of "unreachable"."""
+    module = _PG_DRIVERS.get(url.partition("://")[0])
+    if module and importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"hydra.sweeper.storage={mask_url(url)!r} needs the {module} driver, which is not "
+            "installed: "
+            + ("pip install -e '.[postgres]'" if module == "psycopg" else f"pip install {module}")
+        )
 
 
 @contextmanager
