@@ -46,14 +46,18 @@ WORKERS = [1, 4, 8, 16]
 
 def _method_on(model, device: torch.device, dtype: torch.dtype, data, targets=("gate_proj",)):
     """Run the real MUDMAN method (the test's config) for 5 loops on ``device``/``dtype``."""
-    from mudman.data.batching import TrialData
     from mudman.methods import build_method
     from tests.method_helpers import never_reject, prepare
     from tests.test_mudman_algorithm import method_cfg
 
     model = model.to(device=device, dtype=dtype)
-    moved = TrialData(
-        *([b.to(device) for b in getattr(data, f.name)] for f in dataclasses.fields(data))
+    moved = dataclasses.replace(  # the batch lists on the device; other fields as they are
+        data,
+        **{
+            f.name: [b.to(device) for b in getattr(data, f.name)]
+            for f in dataclasses.fields(data)
+            if isinstance(getattr(data, f.name), list)
+        },
     )
     params = prepare(model, targets)
     build_method(method_cfg()).unlearn(model, params, moved, 5, never_reject())

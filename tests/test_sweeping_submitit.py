@@ -167,6 +167,8 @@ def test_submitit_local_workers_fill_one_sqlite_study_exactly(tmp_path, text_fil
     for worker in (0, 1):
         assert f"worker {worker} submitted as local job" in output
     assert list((sweep_dir / ".submitit").glob("*/*_0_log.out"))  # submitit's own job logs
+    # the parent's own summary, read from the storage, as with n_jobs
+    assert (sweep_dir / f"optimization_results.{STUDY}.yaml").is_file()
     for worker, numbers in by_worker.items():  # each trial ran in-process in its worker
         for number in numbers:
             run_dir = sweep_dir / f"worker{worker}" / STUDY / f"trial{number}"
@@ -303,6 +305,6 @@ def test_a_preempted_submitit_worker_is_requeued_and_resumes(tmp_path, text_file
     assert [t.state for t in redo] == [TrialState.COMPLETE]
     _completed_by_worker(study, sweep_dir)  # results files agree with the study
     log = (sweep_dir / "worker1.log").read_text()
-    assert log.count("grid cell 1/1") == 2  # the worker ran twice, into the same log
+    assert log.count(f"study {STUDY} on ") == 2  # the worker ran twice, into the same log
     submitit_logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_0_log.*"))
     assert "Requeued job" in submitit_logs
