@@ -50,6 +50,7 @@ print(json.dumps({
     "package": mudman.__file__, "status": record["status"], "objective": record["objective"],
     "objective_repr": repr(record["objective"]), "timings": record["timings"],
     "passes": record["passes"], "threads": torch.get_num_threads(),
+    "rejection": record["rejection"],
     "minor_faults": usage.ru_minflt, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
     "seconds_in_run_trial": round(time.perf_counter() - start, 3),
 }))
@@ -115,20 +116,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows[name].append(result)
             print(json.dumps({"round": round_num, "variant": name, **result}), flush=True)
     ref = statistics.median(r["timings"]["total_s"] for r in rows[args.variants[0]])
-    ref_objective = rows[args.variants[0]][0]["objective_repr"]
+    first = rows[args.variants[0]][0]
+    ref_objective = f"{first['objective_repr']} [{first['status']}]"
     same = True
     print(
         f"\n{'variant':22} {'total_s':>8} {'ratio':>6} {'unlearn_s':>9} {'relearn_s':>9} "
         f"{'faults':>9} {'rss_mb':>7} {'thr':>3} objective (load)"
     )
     for name, rs in rows.items():
-        med = {
-            k: statistics.median(r["timings"][k] for r in rs)
+        med = {  # a rejected trial has no relearning: nan
+            k: statistics.median(r["timings"].get(k, float("nan")) for r in rs)
             for k in ("total_s", "unlearning_s", "relearning_s")
         }
         faults = statistics.median(r["minor_faults"] for r in rs)
         rss = statistics.median(r["peak_rss_mb"] for r in rs)
-        objectives = {r["objective_repr"] for r in rs}
+        objectives = {f"{r['objective_repr']} [{r['status']}]" for r in rs}
         same &= objectives == {ref_objective}
         loads = "/".join(f"{r['load_1min']:.1f}" for r in rs)
         print(
