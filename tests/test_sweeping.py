@@ -424,3 +424,25 @@ def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files)
     assert (tmp_path / "multirun" / "worker0").is_dir() and (
         tmp_path / "multirun" / "worker1"
     ).is_dir()
+
+
+def test_worker_exits_warn_per_lost_worker_and_fail_in_one_line_only_when_all_failed(
+    tmp_path, caplog
+):
+    from mudman.sweeping.runner import WorkersFailed, check_worker_exits
+
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    for i, path in enumerate(logs):
+        path.write_text(f"start {i}\n\nlast line of worker {i}\n")
+    with caplog.at_level(logging.WARNING, logger="mudman.sweeping.runner"):
+        check_worker_exits([0, 0, 0], logs)
+        assert not caplog.records
+        check_worker_exits([0, -9, 1], logs)  # the survivor filled every study
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("worker 1 exited with code -9 (killed by a signal)" in m for m in lines)
+    assert any("worker 2 exited with code 1 (crashed)" in m for m in lines)
+    assert any("1 of 3 workers finished every study" in m for m in lines)
+    with pytest.raises(WorkersFailed, match=r"all 3 sweep workers failed") as err:
+        check_worker_exits([-9, 1, 2], logs)
+    message = str(err.value)
+    assert "\n" not in message and "last line of worker 0" in message

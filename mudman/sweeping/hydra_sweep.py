@@ -44,6 +44,8 @@ from mudman.sweeping.runner import (
     StudySpec,
     SweepInterrupted,
     TrialOutcome,
+    WorkersFailed,
+    check_worker_exits,
     open_study,
     run_study,
 )
@@ -218,6 +220,9 @@ class OptunaGridSweep:
         except SweepInterrupted as err:
             print(str(err), file=sys.stderr)
             sys.exit(130)
+        except WorkersFailed as err:
+            print(f"Error: {redact_text(str(err))}", file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:  # outside a trial (preflight, waiting for other workers)
             print(
                 "interrupted: no trial was running here; run the same command to resume",
@@ -433,13 +438,7 @@ class OptunaGridSweep:
                 "immediate redo; run the same command to resume"
             ) from None
         self._summarize_workers(names)
-        failed = [i for i, code in enumerate(codes) if code]
-        if failed:
-            tail = logs[failed[0]].read_text()[-3000:]
-            raise RuntimeError(
-                f"sweep workers {failed} failed (exit codes {codes}); "
-                f"end of {logs[failed[0]]}:\n{tail}"
-            )
+        check_worker_exits(codes, logs)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -87,6 +88,41 @@ class StudySpec:
 
 class SweepInterrupted(Exception):  # noqa: N818 - an event, not an error
     """Ctrl-C during a trial: the trial is marked for an immediate redo; exit code 130."""
+
+
+class WorkersFailed(Exception):  # noqa: N818 - reported as one line, not a traceback
+    """Every worker of a sweep died or crashed; the storage keeps what they finished (exit 1)."""
+
+
+def check_worker_exits(codes: list[int], logs: list[Path]) -> None:
+    """Warn about each worker that did not exit 0; fail only when none did.
+
+    A worker exits 0 only once its studies hold ``n_trials`` valid trials, so one clean exit
+    means every study is full (the survivors redid the orphans of the others).
+    """
+    failed = [i for i, code in enumerate(codes) if code]
+    for worker in failed:
+        log.warning(
+            "worker %d exited with code %d (%s); its log: %s",
+            worker,
+            codes[worker],
+            "killed by a signal" if codes[worker] < 0 else "crashed",
+            logs[worker],
+        )
+    if failed and len(failed) == len(codes):
+        tail = [line for line in logs[0].read_text(errors="replace").splitlines() if line][-3:]
+        raise WorkersFailed(
+            f"all {len(codes)} sweep workers failed (exit codes {codes}); what they finished "
+            f"is in the storage and the same command resumes it. End of {logs[0]}: "
+            + " | ".join(tail)
+        )
+    if failed:
+        log.warning(
+            "%d of %d workers finished every study (exact totals; trials orphaned by the "
+            "others were redone)",
+            len(codes) - len(failed),
+            len(codes),
+        )
 
 
 def open_study(spec: StudySpec) -> optuna.Study:

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.errors import ConfigError
 from mudman.redaction import redact_text
 from mudman.sweeping import summary
-from mudman.sweeping.runner import SweepInterrupted
+from mudman.sweeping.runner import SweepInterrupted, WorkersFailed
 from mudman.sweeping.storage import make_storage
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def submit_workers(
         )
     if len(failures) == len(jobs):
         first = min(failures)
-        raise RuntimeError(
+        raise WorkersFailed(
             f"all {len(jobs)} sweep workers failed; the same command resumes the studies. "
             f"Worker {first}: {failures[first]}"
         )
