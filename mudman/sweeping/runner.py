@@ -116,12 +116,17 @@ def check_worker_exits(codes: list[int], logs: list[Path]) -> None:
             f"is in the storage and the same command resumes it. End of {logs[0]}: "
             + " | ".join(tail)
         )
-    if failed:
+    log_survivors(len(codes) - len(failed), len(codes))
+
+
+def log_survivors(finished: int, total: int) -> None:
+    """When some workers were lost, say that the others completed the studies."""
+    if finished < total:
         log.warning(
             "%d of %d workers finished every study (exact totals; trials orphaned by the "
             "others were redone)",
-            len(codes) - len(failed),
-            len(codes),
+            finished,
+            total,
         )
 
 

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.errors import ConfigError
 from mudman.redaction import redact_text
 from mudman.sweeping import summary
-from mudman.sweeping.runner import SweepInterrupted, WorkersFailed
+from mudman.sweeping.runner import SweepInterrupted, WorkersFailed, log_survivors
 from mudman.sweeping.storage import make_storage
 
 log = logging.getLogger(__name__)
@@ -265,13 +265,7 @@ def submit_workers(
             f"all {len(jobs)} sweep workers failed; the same command resumes the studies. "
             f"Worker {first}: {failures[first]}"
         )
-    if failures:
-        log.warning(
-            "%d of %d workers finished every study (exact totals; trials orphaned by the "
-            "others were redone)",
-            len(jobs) - len(failures),
-            len(jobs),
-        )
+    log_survivors(len(jobs) - len(failures), len(jobs))
 
 
 def _warn_hidden_gpus(executor: str, update: dict[str, Any]) -> None:
