@@ -224,11 +224,12 @@ def run_trial(
         data, data_reused = DEVICE_DATA.get(
             cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir, device
         )
-    if data_reused:  # built (and reported) by an earlier trial of this process: report again
+    if data.used_by_a_trial:  # built (and reported) for an earlier trial: report again
         from mudman.data.batching import report_rows
 
         for key, counts in (data.rows or {}).items():
             report_rows(key, counts, cfg.context_len)
+    data.used_by_a_trial = True
     params = select_target_params(model, cfg.target_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in params)  # no weight gradients for untargeted parameters

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -36,6 +37,25 @@ WANDB_CFG = {
     "tags": [],
     "mode": "offline",
 }
+
+
+def tiny_sweep_command(
+    text_files: dict[str, Path], *extra: str, sweeper: str = "mudman_optuna"
+) -> list[str]:
+    """``python -m mudman -m`` on the tiny model and data, batch 4 x 32, no logger: the start
+    of every command-line sweep in the tests; ``extra`` follows."""
+    return [
+        sys.executable,
+        "-m",
+        "mudman",
+        "-m",
+        f"hydra/sweeper={sweeper}",
+        *tiny_jsonl_args(text_files),
+        "logger=none",
+        "batch_size=4",
+        "context_len=32",
+        *extra,
+    ]
 
 
 def tiny_jsonl_args(text_files: dict[str, Path]) -> list[str]:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from mudman.console import bars_wanted, logs_above_bars
 from mudman.redaction import RedactingFilter
 
-from .conftest import REPO, tiny_jsonl_args
+from .conftest import REPO, tiny_sweep_command
 
 
 class FakeTerminal(io.StringIO):
@@ -112,18 +112,10 @@ def worker_sweep(text_files, tmp_path_factory):
     env = {**os.environ, "WANDB_MODE": "disabled", "MUDMAN_CACHE": str(tmp / "cache")}
     env.pop("MUDMAN_OPTUNA_STORAGE", None)
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=optuna",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
+        *tiny_sweep_command(text_files, sweeper="optuna"),
         "progress=true",  # asked for, but stdout is a file: no bars
         "unlearn_passes=30",
         "relearn_passes=10",
-        "batch_size=4",
-        "context_len=32",
         "eval_every_passes=10",
         f"hydra.sweeper.storage=sqlite:///{tmp}/o.db",
         "hydra.sweeper.n_trials=2",

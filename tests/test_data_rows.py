@@ -82,6 +82,19 @@ def test_each_trial_records_and_logs_its_rows_and_warns_below_half(
     assert forget["kept"] == forget["rows"] - forget["too_short"] - forget["duplicates"]
 
 
+def test_a_run_reports_its_rows_once_not_in_preflight_and_again_in_the_trial(
+    compose, tmp_path, text_files, caplog
+):
+    from mudman.preflight import check_data
+
+    cfg = compose(f"paths.cache_dir={tmp_path / 'fresh-cache'}", "context_len=48")
+    with caplog.at_level(logging.INFO, logger="mudman.data.batching"):
+        check_data(cfg)  # builds the batches (as `python -m mudman` does before the trial)
+        run_trial(cfg)
+    lines = [r.getMessage() for r in caplog.records if "data.retain.local: kept" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
 def test_a_huge_row_is_cut_before_tokenizing_so_memory_stays_bounded():
     tokenizer = byte_tokenizer()
     longest = []

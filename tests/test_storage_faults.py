@@ -9,7 +9,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 
 import optuna
@@ -19,7 +18,7 @@ from mudman.errors import ConfigError
 from mudman.report.__main__ import main as report_main
 from mudman.sweeping.storage import check_sqlite_database, make_storage
 
-from .conftest import REPO, tiny_jsonl_args
+from .conftest import REPO, tiny_sweep_command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -89,15 +88,7 @@ def immutable_db(tmp_path):
 
 def _sweep(tmp_path, text_files, url):
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=mudman_optuna",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
-        "batch_size=4",
-        "context_len=32",
+        *tiny_sweep_command(text_files),
         f"hydra.sweeper.storage={url}",
         "hydra.sweeper.n_trials=2",
         f"hydra.sweep.dir={tmp_path}/multirun",

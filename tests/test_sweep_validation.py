@@ -4,7 +4,6 @@ every grid cell is composed, validated and preflighted before the first trial (i
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import optuna
 import pytest
@@ -20,7 +19,7 @@ from mudman.sweeping.validation import (
     study_name_for,
 )
 
-from .conftest import REPO, tiny_jsonl_args
+from .conftest import REPO, tiny_sweep_command
 
 GOOD = {
     "n_trials": 20,
@@ -116,16 +115,8 @@ def test_report_flags_are_checked_before_the_storage_is_opened(tmp_path, capsys,
 # ------------------------------------------------------------------ through the CLI
 def _cli(tmp_path, text_files, *extra):
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=mudman_optuna",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
+        *tiny_sweep_command(text_files),
         "progress=false",
-        "batch_size=4",
-        "context_len=32",
         "relearn_passes=2",
         "eval_every_passes=10",
         f"paths.cache_dir={tmp_path}/cache",

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage, mask_url
 
-from .conftest import REPO, tiny_jsonl_args
+from .conftest import REPO, tiny_sweep_command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 VALID = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -317,18 +316,10 @@ def test_four_sqlite_workers_with_random_kills_lose_and_duplicate_nothing(tmp_pa
 def _sweep(tmp_path, text_files, *extra, n_trials=3):
     env = {**os.environ, "WANDB_MODE": "disabled", "MUDMAN_CACHE": str(tmp_path / "cache")}
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=mudman_optuna",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
+        *tiny_sweep_command(text_files),
         "progress=false",
         "unlearn_passes=30",
         "relearn_passes=10",
-        "batch_size=4",
-        "context_len=32",
         "eval_every_passes=10",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/o.db",
         f"hydra.sweeper.n_trials={n_trials}",

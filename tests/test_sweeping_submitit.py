@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from mudman.errors import ConfigError
 from mudman.sweeping.submitit_workers import executor_arguments, worker_command
 
-from .conftest import REPO, tiny_jsonl_args
+from .conftest import REPO, tiny_sweep_command
 from .test_sweeping_postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -103,20 +103,12 @@ def _no_stray_sweeps():
 
 def _submitit_sweep(tmp_path, text_files, storage, *extra, n_trials=4, n_jobs=2):
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=mudman_optuna",
+        *tiny_sweep_command(text_files),
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=30",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
         "progress=false",
         "unlearn_passes=30",
         "relearn_passes=10",
-        "batch_size=4",
-        "context_len=32",
         "eval_every_passes=10",
         "compare_baseline=false",
         f"hydra.sweeper.storage={storage}",

@@ -20,7 +20,7 @@ from mudman.config import validate_config
 from mudman.errors import ConfigError
 from mudman.sweeping.official_names import rewrite_params_arguments
 
-from .conftest import CONF, REPO, tiny_jsonl_args
+from .conftest import CONF, REPO, tiny_sweep_command
 
 
 def _hydra_cfg(*overrides: str):
@@ -81,17 +81,9 @@ def test_official_forms_run_a_study_with_those_distributions(tmp_path, text_file
     url = f"sqlite:///{tmp_path}/o.db"
     env = {**os.environ, "WANDB_MODE": "disabled", "MUDMAN_CACHE": str(tmp_path / "cache")}
     cmd = [
-        sys.executable,
-        "-m",
-        "mudman",
-        "-m",
-        "hydra/sweeper=optuna",
-        *tiny_jsonl_args(text_files),
-        "logger=none",
+        *tiny_sweep_command(text_files, sweeper="optuna"),
         "unlearn_passes=30",
         "relearn_passes=10",
-        "batch_size=4",
-        "context_len=32",
         "eval_every_passes=10",
         f"hydra.sweeper.storage={url}",
         "hydra.sweeper.n_trials=2",

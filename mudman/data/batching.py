@@ -155,6 +155,9 @@ class TrialData:
     retain_val: list[torch.Tensor]
     # per source: rows read, kept, dropped as too short and as duplicates (recorded per trial)
     rows: dict[str, dict[str, int]] | None = None
+    # a trial has used (and so reported) these batches: a later trial reports them again; the
+    # trial after the preflight that built them does not repeat the preflight's lines
+    used_by_a_trial: bool = False
 
     @property
     def forget_eval(self) -> torch.Tensor:
