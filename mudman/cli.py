@@ -28,7 +28,7 @@ CONFIG_DIR = str(
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one trial into ``run_dir`` (separate from Hydra so tests can call it directly)."""
     from mudman.config import validate_config
-    from mudman.console import bars_wanted, logs_above_bars
+    from mudman.console import bars_wanted, library_bars, logs_above_bars
     from mudman.preflight import preflight
     from mudman.redaction import redact
     from mudman.results import format_table, process_memory, write_json_atomic
@@ -40,6 +40,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise ConfigError(f"{results_path} exists; pass overwrite=true to replace it")
     started_at = time.perf_counter()
     timings: dict[str, float] = {}
+    library_bars(bars_wanted(cfg.progress))
     with timed(timings, "preflight_s"):
         method = validate_config(cfg)  # fail before W&B starts or any model loads
         preflight(cfg, run_dir)  # disk, model config and module tree, data: still no weights

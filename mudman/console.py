@@ -30,6 +30,23 @@ def bars_wanted(progress: bool) -> bool:
     return bool(progress) and is_terminal(sys.stdout) and is_terminal(sys.stderr)
 
 
+def library_bars(enabled: bool) -> None:
+    """The same rule for the Hugging Face libraries' own bars ("Loading weights", shards,
+    dataset maps): in a log file each of them is a run of ``\\r`` frames too."""
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    if enabled:
+        hf_logging.enable_progress_bar()  # transformers' and huggingface_hub's
+    else:
+        hf_logging.disable_progress_bar()
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"  # datasets reads it at import
+    datasets = sys.modules.get("datasets")
+    if datasets is not None:
+        (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+
+
 class _BarSafeStream:
     """A console stream whose writes clear the progress bars first and redraw them after."""
 

@@ -104,6 +104,37 @@ def test_time_parts_sum_to_total(compose, tmp_path, capsys):
     assert "preflight" in time_line and "initial_eval" in time_line and "total" in time_line
 
 
+def test_a_run_into_a_file_holds_no_bar_frames_of_the_hf_libraries(
+    text_files, trained_tiny_dir, tmp_path
+):
+    """A ``from_pretrained`` model draws transformers' "Loading weights" bar: off in a file."""
+    from transformers.utils import logging as hf_logging
+
+    env = {**os.environ, "WANDB_MODE": "disabled", "MUDMAN_CACHE": str(tmp_path / "cache")}
+    cmd = [
+        *tiny_sweep_command(text_files)[:3],  # python -m mudman (a single run)
+        *tiny_sweep_command(text_files)[5:],
+        f"model.path={trained_tiny_dir}",
+        "progress=true",  # asked for, but the output is a file
+        "unlearn_passes=10",
+        "relearn_passes=2",
+        "eval_every_passes=10",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    out = tmp_path / "out.log"
+    with out.open("w") as handle:
+        done = subprocess.run(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    text = out.read_text()
+    assert done.returncode == 0, text[-2000:]
+    assert "objective" in text and "\r" not in text and "Loading weights" not in text
+    from mudman.console import library_bars
+
+    library_bars(False)
+    assert not hf_logging.is_progress_bar_enabled()
+    library_bars(True)  # a later run on a terminal gets them back
+    assert hf_logging.is_progress_bar_enabled()
+
+
 # ------------------------------------------------------------------ a sweep with workers
 @pytest.fixture(scope="module")
 def worker_sweep(text_files, tmp_path_factory):
