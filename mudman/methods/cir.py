@@ -1,4 +1,4 @@
-"""CIR: Collapse of Irrelevant Representations (the follow-up paper; REFERENCE section 4).
+"""CIR: Collapse of Irrelevant Representations (a follow-up technique: PCA-collapsed common representations before unlearning).
 
 The forget set is a fixed group of ``epoch_batches`` forget batches visited once per epoch.
 Hooks on the targeted linear modules record each token's input activation and output gradient.
