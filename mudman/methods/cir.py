@@ -1,4 +1,4 @@
-"""CIR: Collapse of Irrelevant Representations (a follow-up technique: PCA-collapsed common representations before unlearning).
+"""CIR: Collapse of Irrelevant Representations (a follow-up to MUDMAN; see its paper).
 
 The forget set is a fixed group of ``epoch_batches`` forget batches visited once per epoch.
 Hooks on the targeted linear modules record each token's input activation and output gradient.
