@@ -26,11 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: prints seconds and minor faults per SGD step for each variant."""
-    from bench_trial import compose
+    from bench_trial import compose, load_model_and_batches
 
-    from mudman.data.batching import build_trial_data
     from mudman.losses import cross_entropy
-    from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+    from mudman.models.loading import resolve_device
     from mudman.runtime import apply_thread_policy, tune_allocator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,11 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_thread_policy(cfg.threads, device)
     if args.tune:
         tune_allocator()
-    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    data = build_trial_data(
-        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
-    ).to(device)
+    _dtype, model, _tokenizer, data = load_model_and_batches(cfg, device)
     for p in model.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-9)

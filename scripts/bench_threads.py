@@ -32,24 +32,19 @@ def measure(args: argparse.Namespace, model_name: str) -> list[dict]:
     import torch
 
     sys.path.insert(0, str(REPO / "scripts"))
-    from bench_trial import compose
+    from bench_trial import compose, load_model_and_batches
 
     from mudman.attack.relearning import relearn
     from mudman.config import validate_config
-    from mudman.data.batching import build_trial_data
     from mudman.methods.monitor import PassMonitor
-    from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+    from mudman.models.loading import resolve_device
     from mudman.models.targets import select_target_params
 
     overrides = [f"model={model_name}", f"batch_size={args.batch}", f"context_len={args.context}"]
     cfg = compose(overrides + args.overrides)
     method = validate_config(cfg)
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    data = build_trial_data(
-        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
-    ).to(device)
+    _dtype, model, _tokenizer, data = load_model_and_batches(cfg, device)
     params = select_target_params(model, cfg.target_modules)
     monitor = PassMonitor(lambda: {}, 10**9, 0.05, 0.0, None)
 

@@ -52,6 +52,19 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=base + overrides)
 
 
+def load_model_and_batches(cfg, device):
+    """The config's model, tokenizer and trial batches on ``device`` (as a trial builds them)."""
+    from mudman.data.batching import build_trial_data
+    from mudman.models.loading import load_model_and_tokenizer, resolve_dtype
+
+    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
+    data = build_trial_data(
+        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
+    ).to(device)
+    return dtype, model, tokenizer, data
+
+
 def _status_kb(field: str) -> int:
     text = Path("/proc/self/status").read_text()
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
@@ -114,9 +127,8 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
     """Run every measurement for one configuration; returns the numbers and ratios."""
     from mudman.attack.relearning import relearn
     from mudman.config import validate_config
-    from mudman.data.batching import build_trial_data
     from mudman.methods.monitor import PassMonitor
-    from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
+    from mudman.models.loading import resolve_device
     from mudman.models.targets import select_target_params
     from mudman.runtime import apply_thread_policy, tune_allocator
     from mudman.trial import set_seed
@@ -126,11 +138,7 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
     device = resolve_device(cfg.device)
     apply_thread_policy(cfg.threads, device)  # as a trial does
     tune_allocator()
-    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    data = build_trial_data(
-        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
-    ).to(device)
+    dtype, model, _tokenizer, data = load_model_and_batches(cfg, device)
     params = select_target_params(model, cfg.target_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in params)
