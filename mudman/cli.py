@@ -67,6 +67,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if cfg.get("compare") is not None:  # experiment=compare/...: many trials, docs/compare.md
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            log.error("a comparison runs its own trials: drop -m (multirun)")
+            sys.exit(2)
+        from mudman.compare import run_comparison
+
+        try:
+            sys.exit(run_comparison(cfg, run_dir, list(hydra_cfg.overrides.task)))
+        except (ConfigError, MissingAssetError) as err:
+            log.error("%s", err)
+            sys.exit(2)
     try:
         record = run(cfg, run_dir)
     except (ConfigError, MissingAssetError) as err:

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.attack.relearning import check_relearn_passes
+from mudman.data.batching import split_seed_of
 from mudman.errors import ConfigError
 from mudman.methods import UnlearningMethod, build_method
 from mudman.models.loading import DTYPES
@@ -126,6 +127,7 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
         if not isinstance(value, bool):
             raise ConfigError(f"model.{flag}={value!r}; allowed: true or false (default false)")
     validate_target_patterns(cfg.target_modules)
+    split_seed_of(cfg.data)
     sources = [k for k in ("offline", "hub", "local") if cfg.data.forget.get(k) is not None]
     if cfg.data.source not in sources:
         raise ConfigError(

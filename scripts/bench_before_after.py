@@ -57,7 +57,7 @@ print(json.dumps({
 """
 
 
-def variant_specs(names: list[str], before_tree: Path) -> dict[str, dict]:
+def variant_specs(names: list[str], before_tree: Path, loaded_hogs: int = 1) -> dict[str, dict]:
     """``before[_Nt]``, ``after[_Nt][_nomalloc][_loaded]`` -> tree, env, hogs."""
     specs = {}
     for name in names:
@@ -72,7 +72,7 @@ def variant_specs(names: list[str], before_tree: Path) -> dict[str, dict]:
             elif part == "nomalloc":
                 env["MUDMAN_BENCH_NO_MALLOPT"] = "1"
             elif part == "loaded":
-                hogs = 2
+                hogs = loaded_hogs
             else:
                 raise SystemExit(f"variant {name!r}: unknown part {part!r} (Nt, nomalloc, loaded)")
         specs[name] = {"tree": tree.resolve(), "env": env, "hogs": hogs}
@@ -105,9 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--before-tree", type=Path, required=True)
     parser.add_argument("--variants", nargs="+", default=["before", "after"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--hogs", type=int, default=1, help="busy processes beside *_loaded")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    specs = variant_specs(args.variants, args.before_tree)
+    specs = variant_specs(args.variants, args.before_tree, args.hogs)
     rows: dict[str, list[dict]] = {name: [] for name in specs}
     for round_num in range(args.rounds):
         order = list(specs) if round_num % 2 == 0 else list(specs)[::-1]

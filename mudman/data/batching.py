@@ -1,11 +1,13 @@
 """Exactly-N-token examples, a seeded 50/25/25 split, and the batches every trial reuses.
 
 Following the paper's setup: examples shorter than ``context_len`` tokens are dropped and
-longer ones truncated (no padding); the split uses its own fixed seed so every trial of every
-study sees identical batches in identical order. Tokenized tensors are cached on disk and in
-memory, keyed by the source's config, the sha256 of every file it reads (``digests.py``), the
-tokenizer and the length, so a sweep tokenizes once and an edited file is never served stale.
-A cache file that cannot be read is rebuilt, with one warning naming it.
+longer ones truncated (no padding); the split uses its own seed (``data.split_seed``, 42), so
+every trial of a study sees identical batches in identical order, and another split seed gives
+other train/validation splits and other eval batches (a comparison's data seeds). Tokenized
+tensors are cached on disk and in memory, keyed by the source's config, the sha256 of every
+file it reads (``digests.py``), the tokenizer and the length, so a sweep tokenizes once and
+an edited file is never served stale. A cache file that cannot be read is rebuilt, with one
+warning naming it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ def tokenize_counted(
     if not rows:
         return torch.empty(0, context_len, dtype=torch.long), counts
     return torch.tensor(rows, dtype=torch.long), counts
+
+
+def split_seed_of(data_cfg: DictConfig) -> int:
+    """``data.split_seed`` (42 when absent, as before the key existed), checked."""
+    seed = data_cfg.get("split_seed", 42)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"data.split_seed={seed!r}; allowed: an integer >= 0 (default 42)")
+    return seed
 
 
 def split_examples(
@@ -193,9 +203,12 @@ def build_trial_data(
     context_len: int,
     batch_size: int,
     cache_dir: str | None,
-    split_seed: int = 42,
+    split_seed: int | None = None,
 ) -> TrialData:
-    """Forget/retain batches for the configured data source (``offline``, ``hub``, ...)."""
+    """Forget/retain batches for the configured data source (``offline``, ``hub``, ...),
+    split with ``split_seed`` (default: ``data.split_seed``)."""
+    if split_seed is None:
+        split_seed = split_seed_of(data_cfg)
     source = data_cfg.source
     sides, rows, examples_of = {}, {}, {}
     for side in ("forget", "retain"):
