@@ -107,6 +107,7 @@ def summarize(comparison: Comparison, maximize: bool, objective: str) -> dict[st
 def _pm(mean: float | None, sem: float | None, signed: bool = False) -> str:
     if mean is None:
         return "-"
+    mean = round(mean, 4) + 0.0  # no "-0.0000" for a difference below the last digit
     text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
     return text + (f" ± {sem:.4f}" if sem is not None else "")
 
@@ -213,17 +214,14 @@ def figure(summary: dict[str, Any], path: Path) -> Path | None:
         if m["gain_mean"] is None:
             label = "no completed re-run" if m["best_rate"] is not None else "no rate completed"
         else:
-            label = f"{m['gain_mean']:+.3f}  (N={n}/{n_seeds}, rate {m['best_rate']:.2g})"
-        x = gains[y] + (sems[y] if gains[y] >= 0 else -sems[y])
-        ax.text(
-            x + (0.02 * span if gains[y] >= 0 else -0.02 * span),
-            y,
-            label,
-            va="center",
-            ha="left" if gains[y] >= 0 else "right",
-            fontsize=8,
-        )
-    ax.set_xlim(min(-0.15 * span, min(gains) - 0.6 * span), max(gains) + 0.9 * span)
+            sem = "" if m["gain_sem"] is None else f" ± {m['gain_sem']:.3f}"
+            gain = round(m["gain_mean"], 3) + 0.0
+            label = f"{gain:+.3f}{sem}  (N={n}/{n_seeds}, rate {m['best_rate']:.2g})"
+        right = max(gains[y] + sems[y], 0.0)  # labels right of the bar or of the zero line
+        ax.text(right + 0.02 * span, y, label, va="center", ha="left", fontsize=8)
+    low = min(0.0, *(g - s for g, s in zip(gains, sems, strict=True)))
+    high = max(0.0, *(g + s for g, s in zip(gains, sems, strict=True)))
+    ax.set_xlim(low - 0.1 * span, high + 0.9 * span)
     unit = " (nats)" if summary.get("objective") == "forget_loss" else ""
     ax.set_xlabel(
         f"gain over the relearn-only baseline{unit}, mean ± SEM over {n_seeds} data seeds\n"
