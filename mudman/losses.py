@@ -38,9 +38,13 @@ def neg_cross_entropy(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Te
 
 @LOSSES.register("neg_entropy")
 def neg_entropy(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """-mean entropy of the predicted distribution (TAR's loss; used in the WMDP study)."""
-    pred, _ = _shift(logits, input_ids)
-    log_probs = F.log_softmax(pred, dim=-1)
+    """-mean entropy of the predicted distribution over *every* position (TAR's loss).
+
+    As TAR's ``max_entropy_loss`` and the MUDMAN reference code's ``neg_entropy_loss``: the mean
+    runs over all positions of the logits, the last one included (it predicts no token of the
+    batch, but entropy needs no target). Computed in float32, like every loss here.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1)
     entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
     return -entropy.mean()
 

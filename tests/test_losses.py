@@ -20,11 +20,20 @@ def test_cross_entropy_predicts_the_next_token():
     assert LOSSES.get("neg_cross_entropy")(LOGITS, IDS).item() == pytest.approx(-expected)
 
 
-def test_neg_entropy_is_minus_the_mean_entropy():
-    p = torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0)
-    assert neg_entropy(LOGITS, IDS).item() == pytest.approx((p * p.log()).sum().item(), rel=1e-6)
+def test_neg_entropy_is_minus_the_mean_entropy_over_every_position():
+    """As TAR's max_entropy_loss: the last position (it predicts no token) counts too."""
+    # position 0: p_k = e^k / Z with Z = 1 + e + e^2, so H = log Z - E[k] = 0.83239...
+    z = 1 + math.e + math.e**2
+    h0 = math.log(z) - (math.e + 2 * math.e**2) / z
+    h1 = math.log(3)  # position 1 (the last): logits 9, 9, 9 are uniform
+    assert h0 == pytest.approx(0.832395, abs=1e-6)
+    expected = -(h0 + h1) / 2  # -0.96550..., not -h0 (the mean over positions [:-1] only)
+    assert neg_entropy(LOGITS, IDS).item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(-0.965503, abs=1e-6)
     uniform = torch.zeros(1, 2, 3)
     assert neg_entropy(uniform, IDS).item() == pytest.approx(-math.log(3), rel=1e-6)
+    peaked_last = torch.tensor([[[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]]])  # last position certain
+    assert neg_entropy(peaked_last, IDS).item() == pytest.approx(-math.log(3) / 2, rel=1e-6)
 
 
 def test_selective_logit_loss_subtracts_the_mean_and_clips():

@@ -20,8 +20,18 @@ import torch
 from mudman.losses import cross_entropy
 from mudman.methods.base import METHODS, require
 from mudman.methods.components.original import OriginalWeights
-from mudman.methods.components.representations import mean_squared_l2
+from mudman.errors import ConfigError
+from mudman.methods.components.representations import (
+    mean_relative_squared_l2,
+    mean_squared_l2,
+)
 from mudman.methods.mudman import Mudman
+
+# method.representation_distance -> the retain term (see the module docstring for the choice)
+REPRESENTATION_DISTANCES = {
+    "relative_squared_l2": mean_relative_squared_l2,
+    "squared_l2": mean_squared_l2,
+}
 
 
 @METHODS.register("tar")
@@ -35,18 +45,45 @@ class Tar(Mudman):
 
     def validate(self) -> None:
         super().validate()
-        w = self.cfg.get("representation_weight")
+        c = self.cfg
+        w = c.get("representation_weight")
         require(
-            self.cfg,
+            c,
             "representation_weight",
             isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0,
             "a number >= 0",
         )
+        distance = c.get("representation_distance", "relative_squared_l2")
+        require(
+            c,
+            "representation_distance",
+            distance in REPRESENTATION_DISTANCES,
+            ", ".join(REPRESENTATION_DISTANCES),
+        )
+        skip = c.get("representation_skip_first", 0)
+        require(
+            c,
+            "representation_skip_first",
+            isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0,
+            "an int >= 0 (leading positions left out of the term, e.g. 1 for an attention sink)",
+        )
+
+    def representation_term(self, hidden: tuple, original: tuple) -> torch.Tensor:
+        """The configured distance over every hidden state but the last (as the reference)."""
+        c = self.cfg
+        skip = c.get("representation_skip_first", 0)
+        if hidden[0].shape[1] <= skip:
+            raise ConfigError(
+                f"method.representation_skip_first={skip} leaves no position of a "
+                f"{hidden[0].shape[1]}-token batch; allowed: less than context_len"
+            )
+        distance = REPRESENTATION_DISTANCES[c.get("representation_distance", "relative_squared_l2")]
+        return distance(hidden[:-1], original[:-1], skip_first=skip)
 
     def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
         original = self.original.hidden_states(model, retain_batch)
         out = model(input_ids=retain_batch, output_hidden_states=True)
-        representation = mean_squared_l2(out.hidden_states[:-1], original[:-1])
+        representation = self.representation_term(out.hidden_states, original)
         self.last_representation_loss = representation.detach()
         ce = cross_entropy(out.logits, retain_batch)
         return ce + self.cfg.representation_weight * representation

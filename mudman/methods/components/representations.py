@@ -9,12 +9,35 @@ import torch.nn.functional as F
 
 
 def mean_squared_l2(
-    hidden: Sequence[torch.Tensor], original: Sequence[torch.Tensor]
+    hidden: Sequence[torch.Tensor], original: Sequence[torch.Tensor], skip_first: int = 0
 ) -> torch.Tensor:
-    """Mean over layers and tokens of ||h - h_orig||^2 (summed over the hidden dimension)."""
+    """Mean over layers and tokens of ||h - h_orig||^2 (summed over the hidden dimension).
+
+    The MUDMAN reference code's TAR retain term (``square_norm=True``). Its size follows the
+    model's hidden-state scale squared, so a few huge-norm tokens (an attention sink) make it.
+    """
     per_layer = [
-        (h.float() - o.float()).pow(2).sum(-1).mean() for h, o in zip(hidden, original, strict=True)
+        (h[:, skip_first:].float() - o[:, skip_first:].float()).pow(2).sum(-1).mean()
+        for h, o in zip(hidden, original, strict=True)
     ]
+    return torch.stack(per_layer).mean()
+
+
+def mean_relative_squared_l2(
+    hidden: Sequence[torch.Tensor], original: Sequence[torch.Tensor], skip_first: int = 0
+) -> torch.Tensor:
+    """Mean over layers and tokens of ||h - o||^2 / ||o||^2, o = h_orig: scale-free per token.
+
+    The squared distance of ``mean_squared_l2`` with each token measured in units of its own
+    original norm, so the term is the same on a model whose hidden states are 100x larger and
+    an attention-sink token of norm ~22,700 (SmolLM2's position 0) weighs as much as any other.
+    Tokens of (near) zero original norm are divided by 1e-12 at least, never by zero.
+    """
+    per_layer = []
+    for h, o in zip(hidden, original, strict=True):
+        h, o = h[:, skip_first:].float(), o[:, skip_first:].float()
+        squared = (h - o).pow(2).sum(-1) / o.pow(2).sum(-1).clamp_min(1e-12)
+        per_layer.append(squared.mean())
     return torch.stack(per_layer).mean()
 
 
