@@ -80,7 +80,7 @@ def measure(model, params, original, batch, retaining_rate: float) -> dict[str, 
         out = model(input_ids=batch, output_hidden_states=True)
         hidden = out.hidden_states[:-1]
         value = term(hidden, ref)
-        grads = torch.autograd.grad(value, targets)
+        grads = torch.autograd.grad(value, targets, allow_unused=True, materialize_grads=True)
         grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
         with torch.no_grad():  # share of position 0: the term minus the term without it
             first_only = term([h[:, :1] for h in hidden], [o[:, :1] for o in ref]).item()

@@ -43,6 +43,10 @@ def tar_cfg(compose, *overrides):
 def test_tar_config_is_the_papers_adaptation(compose):
     c = composed_method(compose, "tar")
     assert c["unlearning_loss"] == "neg_entropy"
+    assert (c["representation_distance"], c["representation_skip_first"]) == (
+        "relative_squared_l2",
+        0,
+    )
     assert (c["masking"], c["normalization"], c["retain_momentum"]) == (False, "none", 0.0)
     assert build_method(OmegaConf.create(c)).passes_per_loop() == 6
 
@@ -76,14 +80,29 @@ def test_tar_counts_six_passes_and_frees_the_original_copy(compose):
     assert method.original.weights is None  # released after unlearning
 
 
-def test_tar_retain_loss_matches_a_full_frozen_copy_of_the_original_model(compose):
+@pytest.mark.parametrize(
+    "distance, per_token",
+    [
+        ("relative_squared_l2", lambda d, r: d.pow(2).sum(-1) / r.pow(2).sum(-1)),  # default
+        ("squared_l2", lambda d, r: d.pow(2).sum(-1)),  # the reference code's square_norm=True
+    ],
+)
+def test_tar_retain_loss_matches_a_full_frozen_copy_of_the_original_model(
+    compose, distance, per_token
+):
     """Swapping in the saved targeted weights gives the same term as a deep-copied model."""
     import copy
 
     model = tiny_llama(seed=3)
     frozen = copy.deepcopy(model)
     params = prepare(model)
-    method = build_method(tar_cfg(compose, "method.representation_weight=10"))
+    method = build_method(
+        tar_cfg(
+            compose,
+            "method.representation_weight=10",
+            f"method.representation_distance={distance}",
+        )
+    )
     method.original = OriginalWeights(params)
     with torch.no_grad():
         for p in params.values():
@@ -94,7 +113,9 @@ def test_tar_retain_loss_matches_a_full_frozen_copy_of_the_original_model(compos
     with torch.no_grad():
         ref = frozen(input_ids=batch, output_hidden_states=True).hidden_states
     layers = range(len(ref) - 1)  # last hidden state excluded
-    mse = sum((out.hidden_states[i] - ref[i]).pow(2).sum(-1).mean() for i in layers) / len(layers)
+    mse = sum(per_token(out.hidden_states[i] - ref[i], ref[i]).mean() for i in layers) / len(
+        layers
+    )
     assert mse > 1e-4
     torch.testing.assert_close(loss, cross_entropy(out.logits, batch) + 10 * mse)
 

@@ -3,9 +3,17 @@
 TAR's meta-learning core: neg_entropy unlearning loss, no Disruption Masking, no gradient
 normalization, retain momentum 0 (plain retain gradients), no adversary decay; its
 representation-noising stage is dropped, as in the paper. The retain loss gains a
-representation term: the mean over tokens and layers (last hidden state excluded) of the squared
-L2 distance between the hidden states and the original model's, weighted by
-``representation_weight``.
+representation term, weighted by ``representation_weight``: the mean over tokens and layers
+(last hidden state excluded, as in the reference code) of a distance between the hidden states
+and the original model's.
+
+``representation_distance: relative_squared_l2`` (default) divides each token's squared L2
+distance by that token's original squared norm. ``squared_l2`` is the reference code's term,
+whose size follows the hidden-state scale squared: on SmolLM2 the position-0 attention sink
+(norm ~22,700 vs ~150) makes nearly all of it, the retain step diverged at weight 1, and every
+trial was rejected (the paper searched the weight down to 1e-12 there). The relative term is
+scale-free, so weight 1 means the same on every model; ``representation_skip_first`` leaves
+leading positions out (docs/methods.md, "TAR", has the measurements).
 
 Pass accounting: 6 per loop (5 without the adversary): MUDMAN's 5 plus one forward of the
 original model on the retain batch. The "original model" is a copy of only the targeted
