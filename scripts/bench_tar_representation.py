@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_trial import compose, load_model_and_batches  # noqa: E402
+from bench_trial import compose, load_model_and_batches
 
 
 def layer_normalized_squared_l2(hidden, original, skip_first: int = 0) -> torch.Tensor:
@@ -47,6 +47,7 @@ def layer_normalized_squared_l2(hidden, original, skip_first: int = 0) -> torch.
 
 def candidates() -> dict:
     from mudman.methods.components.representations import (
+        mean_relative_l2,
         mean_relative_squared_l2,
         mean_squared_l2,
     )
@@ -58,6 +59,7 @@ def candidates() -> dict:
         "relative_squared_l2, skip pos 0": lambda h, o: mean_relative_squared_l2(
             h, o, skip_first=1
         ),
+        "relative_l2 (not squared)": lambda h, o: mean_relative_l2(h, o),
         "layer-normalized squared_l2": lambda h, o: layer_normalized_squared_l2(h, o),
         "layer-normalized, skip pos 0": lambda h, o: layer_normalized_squared_l2(h, o, 1),
     }
@@ -161,9 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         for p in params.values():
             p.add_(torch.randn_like(p) * p.pow(2).mean().sqrt() * args.perturb)
     start = time.perf_counter()
-    report(f"untouched + random perturbation (RMS {args.perturb} x weight RMS)", measure(
-        model, params, original, batch, rr
-    ))
+    report(
+        f"untouched + random perturbation (RMS {args.perturb} x weight RMS)",
+        measure(model, params, original, batch, rr),
+    )
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])

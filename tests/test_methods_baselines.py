@@ -113,9 +113,7 @@ def test_tar_retain_loss_matches_a_full_frozen_copy_of_the_original_model(
     with torch.no_grad():
         ref = frozen(input_ids=batch, output_hidden_states=True).hidden_states
     layers = range(len(ref) - 1)  # last hidden state excluded
-    mse = sum(per_token(out.hidden_states[i] - ref[i], ref[i]).mean() for i in layers) / len(
-        layers
-    )
+    mse = sum(per_token(out.hidden_states[i] - ref[i], ref[i]).mean() for i in layers) / len(layers)
     assert mse > 1e-4
     torch.testing.assert_close(loss, cross_entropy(out.logits, batch) + 10 * mse)
 

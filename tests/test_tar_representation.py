@@ -139,7 +139,10 @@ def test_tar_retain_step_shrinks_the_default_term_where_the_old_one_diverges(com
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("method.representation_distance=l1", r"representation_distance='l1'.*relative_squared_l2"),
+        (
+            "method.representation_distance=l1",
+            r"representation_distance='l1'.*relative_squared_l2, squared_l2, relative_l2",
+        ),
         ("method.representation_skip_first=-1", r"representation_skip_first=-1.*int >= 0"),
         ("method.representation_skip_first=0.5", r"representation_skip_first=0.5.*int >= 0"),
     ],

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import torch
 
+from mudman.errors import ConfigError
 from mudman.losses import cross_entropy
 from mudman.methods.base import METHODS, require
 from mudman.methods.components.original import OriginalWeights
-from mudman.errors import ConfigError
 from mudman.methods.components.representations import (
+    mean_relative_l2,
     mean_relative_squared_l2,
     mean_squared_l2,
 )
@@ -39,6 +40,7 @@ from mudman.methods.mudman import Mudman
 REPRESENTATION_DISTANCES = {
     "relative_squared_l2": mean_relative_squared_l2,
     "squared_l2": mean_squared_l2,
+    "relative_l2": mean_relative_l2,
 }
 
 
