@@ -42,10 +42,10 @@ def test_short_mudman_trial_on_real_smollm2():
 
 
 def test_tar_at_its_defaults_completes_on_real_smollm2():
-    """TAR's default representation term (relative squared L2, weight 1) keeps the retain loss
-    in budget on SmolLM2 at the comparison setting (60 + 40 passes, batch 8 x 64); with the
-    squared-L2 term it was rejected at every unlearning rate from 1.2e-4 to 1e-2 (retain loss
-    16-41 by pass 24; docs/methods.md "TAR")."""
+    """TAR at its defaults (relative squared L2 term, weight 1, unlearning rate 1e-2) keeps the
+    retain loss in budget on SmolLM2 at the comparison setting (60 + 40 passes, batch 8 x 64).
+    With the squared-L2 term it was rejected at every unlearning rate from 1.2e-4 to 1e-2
+    (retain loss 16-41 by pass 24; docs/methods.md, "TAR")."""
     overrides = [
         "model=smollm2-135m",
         "data=python",
@@ -63,6 +63,7 @@ def test_tar_at_its_defaults_completes_on_real_smollm2():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     assert cfg.method.representation_weight == 1.0
+    assert cfg.method.representation_distance == "relative_squared_l2"
     record = run_trial(cfg)
     assert record["status"] == "completed", record.get("rejection")
     initial = record["losses"]["initial"]["retain_loss"]
