@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from mudman.errors import ConfigError
-from mudman.report.figures import bar_chart, study_plots
+from mudman.report.figures import bar_chart, baseline_by_study, study_plots
 from mudman.report.runs import read_runs, runs_table
 from mudman.report.stats import study_stats
 from mudman.report.tables import markdown_table
@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if not args.no_plots:
         print(f"figure 2: {bar_chart(rows, out / 'figure2.png', args.last)}")
-        for study in studies:
-            for path in study_plots(study, out / study.study_name):
+        baselines = baseline_by_study(rows)
+        for study, stats in zip(studies, rows, strict=True):
+            baseline = baselines.get(study.study_name)
+            for path in study_plots(study, out / study.study_name, baseline, stats):
                 print(f"plot: {path}")
     print(f"table: {out / 'table.md'}")
     return 0

@@ -32,6 +32,7 @@ class StudyStats:
     value_names: list[str] = field(default_factory=list)  # one per value (multi-objective)
     pareto: list[dict[str, Any]] = field(default_factory=list)  # multi-objective front
     n_repeats: int = 0  # COMPLETE trials repeating an earlier trial's parameters: not counted
+    baseline_values: list[float] = field(default_factory=list)  # distinct, as trials recorded
 
 
 def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
@@ -118,6 +119,10 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
     names = (complete[0].user_attrs.get("objectives") or {}) if complete else {}
     baselines = [t.user_attrs.get("baseline_objective") for t in complete]
     baselines = [b for b in baselines if b is not None]
+    recorded = [
+        t.user_attrs.get("baseline_objective")
+        for t in by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED]
+    ]
     return StudyStats(
         name=study.study_name,
         model=(config.get("model") or {}).get("name"),
@@ -139,4 +144,5 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
         value_names=list(names) or [f"value {i}" for i in range(len(directions))],
         pareto=pareto,
         n_repeats=repeats,
+        baseline_values=sorted({b for b in recorded if b is not None}),
     )
