@@ -167,6 +167,8 @@ def test_slice_plot_shows_pruned_trials_the_baseline_and_log_axes():
     assert list(done.get_offsets()[:, 0]) == pytest.approx([1e-4, 2e-4, 3e-4])
     assert list(done.get_offsets()[:, 1]) == pytest.approx([3.40, 3.46, 3.52])
     assert list(cut.get_offsets()[:, 0]) == pytest.approx([5e-3, 5.1e-3])  # pruned, present
+    assert max(cut.get_offsets()[:, 1]) < 3.366  # below every value and the baseline
+    assert rate.get_ylim()[0] < min(cut.get_offsets()[:, 1])  # inside the axes
     assert any(list(line.get_ydata()) == [3.366, 3.366] for line in rate.lines)
     assert "higher = more robust" in fork.get_ylabel()
     assert "forget loss after relearning, nats" in fork.get_ylabel()

@@ -133,7 +133,7 @@ class Panel:
             return f"{where}\nno relearn-only baseline"
         return (
             f"{where}\nrelearn-only baseline (the zero line): {self.objective} "
-            f"= {self.baseline:.4g} ({self.baseline_source})"
+            f"= {self.baseline:.4f} ({self.baseline_source})"
         )
 
 
@@ -403,7 +403,7 @@ class StudyPoints:
         return f"{with_unit(self.objective)}\n({robust_side(self.direction)} = more robust)"
 
     def baseline_label(self) -> str:
-        return f"relearn-only baseline {self.baseline:.4g} ({self.baseline_source})"
+        return f"relearn-only baseline {self.baseline:.4f} ({self.baseline_source})"
 
 
 def study_points(
@@ -448,9 +448,18 @@ def study_points(
     )
 
 
-def _bad_edge(direction: str) -> float:
-    """Where pruned trials sit, in axes fraction: at the less robust edge of the y axis."""
-    return 0.04 if direction == "maximize" else 0.96
+def _pruned_band(ax, xs: list[float], direction: str) -> None:
+    """Pruned trials have no value: grey crosses in a shaded band added beyond the less
+    robust end of the y axis, apart from every value and from the baseline line. Call it
+    after the values and the baseline are drawn (it extends their y range)."""
+    if not xs:
+        return
+    low, high = ax.get_ylim()
+    depth = 0.14 * ((high - low) or 1.0)
+    band = (low - depth, low) if direction == "maximize" else (high, high + depth)
+    ax.set_ylim(min(low, band[0]), max(high, band[1]))
+    ax.axhspan(*band, color="0.93", linewidth=0, zorder=0)
+    ax.scatter(xs, [(band[0] + band[1]) / 2] * len(xs), **PRUNED_STYLE)
 
 
 def _trial_colourbar(fig, mappable, axes) -> None:
@@ -478,13 +487,14 @@ def _pruned_handle(points: StudyPoints):
     from matplotlib.lines import Line2D
 
     edge = "bottom" if points.direction == "maximize" else "top"
+    where = f"in the grey band at the {edge}" if points.pruned else "none"
     return Line2D(
         [],
         [],
         linestyle="none",
         marker="x",
         color=PRUNED_STYLE["color"],
-        label=f"pruned ({len(points.pruned)}): no value, drawn at the {edge} edge",
+        label=f"pruned ({len(points.pruned)}): no value; {where}",
     )
 
 
@@ -541,9 +551,8 @@ def _fit_x(ax, xs: list[float], param: ParamAxis) -> None:
 def draw_slice(points: StudyPoints):
     """The objective against each searched parameter (one panel each, titled by its name; log
     x for log-distributed ones), coloured by trial number, pruned trials as grey crosses at
-    the less robust edge, the baseline as a dashed line."""
+    a band beyond the less robust end, the baseline as a dashed line."""
     plt = _pyplot()
-    from matplotlib.transforms import blended_transform_factory
 
     n = len(points.params)
     columns = min(n, 3)
@@ -573,15 +582,8 @@ def draw_slice(points: StudyPoints):
             zorder=3,
         )
         cut = [p for _, p in points.pruned if param.name in p]
-        if cut:
-            ax.scatter(
-                [param.x(p[param.name]) for p in cut],
-                [_bad_edge(points.direction)] * len(cut),
-                transform=blended_transform_factory(ax.transData, ax.transAxes),
-                clip_on=False,
-                **PRUNED_STYLE,
-            )
         _baseline_line(ax, points)
+        _pruned_band(ax, [param.x(p[param.name]) for p in cut], points.direction)
         if param.log:
             ax.set_xscale("log")
         _fit_x(
@@ -609,10 +611,9 @@ def draw_slice(points: StudyPoints):
 
 def draw_history(points: StudyPoints):
     """The objective by trial number, the best so far as a step line, pruned trials as grey
-    crosses at the less robust edge, the baseline as a dashed line."""
+    crosses in a band beyond the less robust end, the baseline as a dashed line."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
-    from matplotlib.transforms import blended_transform_factory
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     numbers = [num for num, _, _ in points.complete]
@@ -622,15 +623,8 @@ def draw_history(points: StudyPoints):
     best = [pick(values[: i + 1]) for i in range(len(values))]
     if numbers:
         ax.step(numbers, best, where="post", color="tab:red", label="best so far")
-    if points.pruned:
-        ax.scatter(
-            [num for num, _ in points.pruned],
-            [_bad_edge(points.direction)] * len(points.pruned),
-            transform=blended_transform_factory(ax.transData, ax.transAxes),
-            clip_on=False,
-            **PRUNED_STYLE,
-        )
     _baseline_line(ax, points)
+    _pruned_band(ax, [num for num, _ in points.pruned], points.direction)
     every = numbers + [num for num, _ in points.pruned]
     ax.set_xlim(min(every) - 0.5, max(every) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
