@@ -648,13 +648,15 @@ def importances_plot(study: optuna.Study, points: StudyPoints, path: Path) -> Pa
         log.warning("%s: no importances plot: %s", points.name, err)
         return None
     names = list(importances)[::-1]
+    few = len(points.complete) < 10
     fig, ax = plt.subplots(figsize=(6.0, 0.6 + 0.35 * len(names) + 1.0))
     ax.barh(names, [importances[n] for n in names], color="tab:blue", height=0.6)
     for y, name in enumerate(names):
         ax.text(importances[name], y, f" {importances[name]:.2f}", va="center", fontsize=8)
     ax.set_xlabel(
         f"importance for {points.objective} (Optuna's default evaluator;\n"
-        f"{len(points.complete)} completed trials, pruned ones not used)",
+        f"{len(points.complete)} completed trials, pruned ones not used)"
+        + ("\nfewer than 10 trials: these importances are mostly noise" if few else ""),
         fontsize=8,
     )
     ax.set_xlim(0, max(importances.values(), default=1) * 1.2 or 1)
