@@ -142,7 +142,8 @@ def format_table(record: dict[str, Any]) -> str:
         lines.extend(attack_lines(record, better))
     if record.get("baseline"):
         base = record["baseline"]["objective"]
-        same = "same attacks, worst case" if len(attacks) > 1 else "same relearning"
+        several = len(attacks) > 1 or len(record["baseline"].get("attacks") or []) > 1
+        same = "same attacks, worst case" if several else "same relearning"
         line = f"baseline ({same}, no unlearning): {_fmt(base)}"
         if record["objective"] is not None:
             gain = record["objective"] - base if better == "higher" else base - record["objective"]

@@ -203,14 +203,14 @@ def plot_curves(chosen: list[Picked], path: Path) -> Path:
             if s["baseline_curve"] and method != "baseline":
                 bx, by = zip(*s["baseline_curve"], strict=True)
                 ax.plot(bx, by, color=colors[s["attack"]], linestyle="--", linewidth=1)
+        where = f"run {trial}" if trial.isdigit() else trial
         ax.set_title(
-            f"{method} ({trial})" if method != "baseline" else "baseline (no unlearning)",
+            f"{method} ({where})" if method != "baseline" else "baseline (no unlearning)",
             fontsize=9,
         )
         ax.set_xlabel("attack passes (forward + backward)")
         ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=8)
+    fig.supylabel(ylabel, fontsize=9)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles = [plt.Line2D([], [], color=colors[label], marker="o", ms=3) for label in labels]
@@ -263,7 +263,7 @@ def plot_gains(chosen: list[Picked], path: Path) -> Path:
         ax.set_xlabel("attack learning rate (log)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel(ylabel, fontsize=8)
+    axes[0, 0].set_ylabel(ylabel.replace(", same attack", ",\nsame attack"), fontsize=8)
     fig.suptitle(
         "Lead over the relearn-only baseline vs attack strength (dashed: no lead left)", fontsize=10
     )
