@@ -382,3 +382,23 @@ def test_lora_targets_the_model_lacks_fail_in_the_preflight(compose):
 
     with pytest.raises(ConfigError, match=r"attack_suite\[1\].target_modules: .*'nope'"):
         check_model(compose("attack_suite=[sgd,{name:lora,target_modules:[nope]}]"))
+
+
+@pytest.mark.parametrize("preset", ["robustness/house_python", "robustness/smollm2_python"])
+@pytest.mark.parametrize("method", ["mudman", "no_masking", "tar", "baseline"])
+def test_robustness_presets_compose_with_their_suites_and_rates(preset, method):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", [f"experiment={preset}", f"method={method}", "logger=none"])
+    validate_config(cfg)  # no model or data loads: the presets' keys and suites are valid
+    labels = [spec.label for spec in attack_specs(cfg)]
+    assert {label.split(" ")[0] for label in labels} == {
+        "sgd", "adamw", "lora", "retain_then_forget",
+    }  # fmt: skip
+    assert len(labels) == len(set(labels)) >= 6
+    if method != "baseline":
+        assert cfg.method.unlearning_rate == cfg.method_rates[method]
