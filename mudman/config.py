@@ -11,7 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mudman.attack.relearning import check_relearn_passes
+from mudman.attack.base import check_relearn_passes
+from mudman.attack.suite import validate_attacks
 from mudman.data.batching import split_seed_of
 from mudman.errors import ConfigError
 from mudman.methods import UnlearningMethod, build_method
@@ -113,8 +114,8 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
     _int(cfg, "eval_every_passes", 1)
     _int(cfg, "seed", 0)
     _positive(cfg, "retain_loss_budget")
-    _positive(cfg, "attack.lr")
     check_relearn_passes(_int(cfg, "relearn_passes", 2))
+    validate_attacks(cfg)  # attack (or every attack_suite entry): mudman/attack/suite.py
     if cfg.dtype != "auto" and cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype={cfg.dtype!r} is not allowed; allowed: auto, {', '.join(DTYPES)}")
     if cfg.model.get("dtype") not in DTYPES:
@@ -139,10 +140,6 @@ def validate_config(cfg: DictConfig) -> UnlearningMethod:
     method = build_method(cfg.method)
     method.n_loops(_int(cfg, "unlearn_passes", 0))
     _check_retain_pause(cfg, method)
-    if not isinstance(cfg.attack.get("alternate_retain", False), bool):
-        raise ConfigError(
-            f"attack.alternate_retain={cfg.attack.get('alternate_retain')!r}; allowed: true, false"
-        )
     build_objective(cfg.objective)
     return method
 

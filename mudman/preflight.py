@@ -2,8 +2,9 @@
 
 Why: a sweep left running for days must fail in its first seconds, with a message naming the
 key, the value and what is allowed, on a full disk or unwritable output dir, a context longer
-than the model supports, ``target_modules`` the model lacks, pickle-only weights, or data too
-small for the batches: not after the model loaded, or an hour into the compute.
+than the model supports, ``target_modules`` (or a LoRA attack's) the model lacks, pickle-only
+weights, or data too small for the batches: not after the model loaded, or an hour into the
+compute.
 
 - directories: :func:`check_output_dir` (also run by :class:`PreflightCallback` before Hydra
   creates the run/sweep dir, so even Hydra's own files never hit a read-only or full disk);
@@ -94,7 +95,14 @@ def check_model(cfg: DictConfig) -> None:
     targets = cfg.target_modules
     if OmegaConf.is_config(targets):
         targets = OmegaConf.to_container(targets, resolve=True)
-    key = json.dumps([model, targets, cfg.context_len, str(cfg.paths.cache_dir)], default=str)
+    from mudman.attack.lora import lora_module_names
+    from mudman.attack.suite import attack_specs
+
+    lora = [spec for spec in attack_specs(cfg) if spec.name == "lora"]
+    lora_targets = [spec.settings.get("target_modules") for spec in lora]
+    key = json.dumps(
+        [model, targets, cfg.context_len, str(cfg.paths.cache_dir), lora_targets], default=str
+    )
     if key in _CHECKED_MODELS:
         return
 
@@ -110,6 +118,8 @@ def check_model(cfg: DictConfig) -> None:
             config, trust_remote_code=cfg.model.get("trust_remote_code", False) is True
         )
     select_target_params(skeleton, cfg.target_modules)
+    for spec in lora:  # the LoRA attack's adapter targets exist too
+        lora_module_names(skeleton, spec.settings.get("target_modules"), spec.key)
     _CHECKED_MODELS.add(key)
 
 

@@ -66,6 +66,42 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _gain(value: float | None, base: float | None, better: str) -> float | None:
+    if value is None or base is None:
+        return None
+    return value - base if better == "higher" else base - value
+
+
+def attack_lines(record: dict[str, Any], better: str) -> list[str]:
+    """One line per attack of a suite: its value, the baseline's under the same attack and the
+    gain; the worst case (the objective) is marked."""
+    baseline = {
+        a["label"]: a.get("value") for a in (record.get("baseline") or {}).get("attacks") or []
+    }
+    rows = [("attack", "value", "baseline", "gain", "")]
+    for entry in record["attacks"]:
+        base = baseline.get(entry["label"])
+        gain = _gain(entry.get("value"), base, better)
+        worst = "<- worst case" if entry["label"] == record.get("worst_attack") else ""
+        rows.append(
+            (
+                entry["label"],
+                _fmt(entry.get("value")),
+                _fmt(base),
+                "-" if gain is None else f"{gain:+.4f}",
+                worst,
+            )
+        )
+    width = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        f"attacks ({len(record['attacks'])}, each from the same unlearned weights, "
+        f"{record['attacks'][0].get('passes', '?')} passes each; the objective is the "
+        "worst case):"
+    ]
+    lines += ["  " + "  ".join(c.ljust(width[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    return lines
+
+
 def format_table(record: dict[str, Any]) -> str:
     """A short human summary: losses per phase, the objective and the baseline."""
     losses = record.get("losses", {})
@@ -101,9 +137,14 @@ def format_table(record: dict[str, Any]) -> str:
             meaning = OBJECTIVE_MEANINGS.get(name, "")
             lines.append(f"objective {name}{meaning}: {_fmt(value)}")
         lines[-1] += f" ({better} = more robust unlearning)"
+    attacks = record.get("attacks") or []
+    if len(attacks) > 1:
+        lines.extend(attack_lines(record, better))
     if record.get("baseline"):
         base = record["baseline"]["objective"]
-        line = f"baseline (same relearning, no unlearning): {_fmt(base)}"
+        several = len(attacks) > 1 or len(record["baseline"].get("attacks") or []) > 1
+        same = "same attacks, worst case" if several else "same relearning"
+        line = f"baseline ({same}, no unlearning): {_fmt(base)}"
         if record["objective"] is not None:
             gain = record["objective"] - base if better == "higher" else base - record["objective"]
             line += f"   gain over baseline: {gain:+.4f} (positive = more robust)"

@@ -24,7 +24,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from mudman.attack.relearning import PASSES_PER_STEP, relearn
+from mudman.attack.base import PASSES_PER_STEP, AttackStreams
+from mudman.attack.suite import AttackSpec, SuiteResult, run_suite, suite_settings
 from mudman.config import validate_config
 from mudman.console import bars_wanted
 from mudman.data.batching import TrialData
@@ -96,29 +97,45 @@ def attack(
     data: TrialData,
     cfg: DictConfig,
     tracker: Tracker,
+    objective: Objective,
     step_offset: int = 0,
     prefix: str = "relearn",
-) -> list[tuple[int, float]]:
-    """Run the fixed relearning attack; log on the shared step axis; return the loss curve."""
-    set_seed(cfg.seed)
+) -> SuiteResult:
+    """Run the trial's attack (or every attack of ``attack_suite``, each from the same weights
+    and re-seeded); log on the shared step axis; the objective scores each attacked model."""
+    single = cfg.get("attack_suite") is None
 
-    def on_eval(passes: int, loss: float) -> None:
-        log.info("%s %4d passes: forget loss %.4f", prefix, passes, loss)
-        tracker.log({f"{prefix}/forget_loss": loss}, step=step_offset + passes)
+    def on_eval(spec: AttackSpec, index: int, passes: int, loss: float) -> None:
+        if single:  # the log lines and tracker keys of the one fixed attack, as they were
+            log.info("%s %4d passes: forget loss %.4f", prefix, passes, loss)
+            tracker.log({f"{prefix}/forget_loss": loss}, step=step_offset + passes)
+            return
+        log.info("%s [%s] %4d passes: forget loss %.4f", prefix, spec.label, passes, loss)
+        step = step_offset + index * cfg.relearn_passes + passes  # passes executed so far
+        tracker.log({f"{prefix}/{spec.label}/forget_loss": loss}, step=step)
 
-    with _bar(cfg, cfg.relearn_passes // PASSES_PER_STEP, prefix) as bar:
-        result = relearn(
-            model,
-            data.relearn_forget,
-            data.forget_eval,
-            lr=cfg.attack.lr,
-            relearn_passes=cfg.relearn_passes,
-            eval_every_passes=cfg.eval_every_passes,
-            on_eval=on_eval,
-            progress=bar,
-            retain_batches=data.relearn_retain if cfg.attack.get("alternate_retain") else None,
-        )
-    return result.forget_losses
+    def bar(spec: AttackSpec):
+        return _bar(cfg, cfg.relearn_passes // PASSES_PER_STEP, prefix if single else spec.label)
+
+    return run_suite(
+        model,
+        AttackStreams.of(data),
+        cfg,
+        objective.score,
+        str(cfg.objective.direction),
+        on_eval=on_eval,
+        bar=bar,
+        reseed=set_seed,
+    )
+
+
+def suite_record(suite: SuiteResult) -> dict[str, Any]:
+    """The attacks' part of a results record: every attack's curve, settings and value, and
+    which one was the worst case (the trial's objective)."""
+    return {
+        "attacks": [outcome.to_record() for outcome in suite.outcomes],
+        "worst_attack": suite.worst.label,
+    }
 
 
 def baseline_key(cfg: DictConfig, tokenizer: Any = None) -> str:
@@ -131,6 +148,9 @@ def baseline_key(cfg: DictConfig, tokenizer: Any = None) -> str:
         k: OmegaConf.to_container(cfg[k], resolve=True)
         for k in ("model", "data", "attack", "objective")
     }
+    suite = suite_settings(cfg)
+    if suite is not None:  # absent without a suite: the keys of older baselines stay valid
+        parts["attack_suite"] = suite
     parts["inputs"] = inputs_digest(selected_sources(cfg), cfg.paths.cache_dir)
     if tokenizer is not None:
         parts["tokenizer"] = tokenizer_fingerprint(tokenizer)
@@ -186,13 +206,13 @@ def run_baseline(
         return {**cached, "cached": True}
     start = time.perf_counter()
     model, _ = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    curve = attack(model, data, cfg, tracker, prefix="baseline")
-    scores = objective.score(model, curve)
+    suite = attack(model, data, cfg, tracker, objective, prefix="baseline")
     record = {
-        "objective": scores["objective"],
-        "scores": scores,
-        "curve": curve,
+        "objective": suite.worst.scores["objective"],
+        "scores": suite.worst.scores,
+        "curve": suite.worst.curve,
         "seconds": round(time.perf_counter() - start, 3),
+        **suite_record(suite),
     }
     write_json_atomic(record, path)
     del model
@@ -319,10 +339,14 @@ def run_trial(
             monitor.history[-1][1] if monitor.history else dict(losses["initial"])
         )
         with timed(timings, "relearning_s"):
-            curve = attack(model, data, cfg, tracker, step_offset=monitor.passes)
+            suite = attack(model, data, cfg, tracker, objective, step_offset=monitor.passes)
+        timings["scoring_s"] = suite.scoring_s  # each attacked model is scored inside
+        timings["relearning_s"] = round(timings["relearning_s"] - suite.scoring_s, 3)
+        curve, scores = suite.worst.curve, suite.worst.scores
         losses["after_relearning"] = {"forget_loss": curve[-1][1]}
-        with timed(timings, "scoring_s"):
-            scores = objective.score(model, curve)
+        record.update(suite_record(suite))
+        record["passes"]["attacks"] = {o.label: o.passes for o in suite.outcomes}
+        record["passes"]["attack_total"] = suite.passes
         record["objective"] = scores["objective"]
         record["scores"] = scores
         record["objectives"] = dict(zip(objective.names, objective.values(record), strict=True))

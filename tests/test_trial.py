@@ -20,6 +20,8 @@ def test_trial_completes_and_reports_every_phase(compose):
         "per_loop": 5,
         "loops": 6,
         "relearning": 10,
+        "attacks": {"sgd lr=0.01": 10},  # the one attack of the default config
+        "attack_total": 10,
         "unlearning_done": 30,
         "paused_loops": 0,
     }

@@ -73,6 +73,7 @@ examples:
   python -m mudman.report                                   # every study in the default storage
   python -m mudman.report --studies '^ablation-' --last 30  # a grid's studies, mean/SEM of 30
   python -m mudman.report --runs outputs/multirun/2026-12-01/10-00-00   # a plain multirun grid
+  python -m mudman.report --robustness outputs/multirun/2026-12-01/10-00-00  # attack suites
 """
 
 
@@ -114,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="instead of a storage: tabulate the results.json of a plain multirun grid under DIR",
     )
+    parser.add_argument(
+        "--robustness",
+        nargs="+",
+        metavar="PATH",
+        help="instead of a storage: robustness curves of trials with attack suites (run dirs, "
+        "results.json files or sweep dirs; per method --pick best, or last --last N)",
+    )
+    parser.add_argument(
+        "--pick", choices=("best", "last"), default="best", help="with --robustness (default best)"
+    )
     return parser
 
 
@@ -122,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.runs or args.no_plots) and importlib.util.find_spec("matplotlib") is None:
         parser.error("figures need matplotlib: pip install -e '.[report]' (or --no-plots)")
+    if args.robustness:
+        check_arguments(parser, args)
+        return report_robustness(parser, args)
     if args.runs:
         check_arguments(parser, args)
         return report_runs(parser, Path(args.runs), Path(args.out))
@@ -161,6 +175,20 @@ def report_runs(parser: argparse.ArgumentParser, root: Path, out: Path) -> int:
     (out / "runs.md").write_text(table + "\n")
     print(table)
     print(f"table: {out / 'runs.md'} ({len(rows)} runs)")
+    return 0
+
+
+def report_robustness(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--robustness PATH...``: figures of attack suites (mudman/report/robustness.py)."""
+    from mudman.report.robustness import report
+
+    last = args.last if args.pick == "last" else 1
+    try:
+        paths = report([Path(p) for p in args.robustness], Path(args.out), args.pick, last)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--robustness: {err}")
+    for path in paths:
+        print(f"robustness: {path}")
     return 0
 
 

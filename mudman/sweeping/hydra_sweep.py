@@ -70,6 +70,7 @@ TRIAL_ATTRS = (
     "passes",
     "timings",
     "baseline",
+    "worst_attack",
 )
 
 
@@ -92,8 +93,15 @@ def split_arguments(arguments: list[str]) -> tuple[list[list[str]], list[str], l
 def trial_attrs(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The results.json fields stored on the Optuna trial (JSON-safe, no config copy)."""
     attrs = {k: record.get(k) for k in TRIAL_ATTRS if record.get(k) is not None}
+    if record.get("attacks"):  # each attack's value (its curve stays in results.json)
+        attrs["attack_values"] = {a["label"]: a.get("value") for a in record["attacks"]}
     if isinstance(attrs.get("baseline"), dict):
-        attrs["baseline_objective"] = attrs.pop("baseline").get("objective")
+        baseline = attrs.pop("baseline")
+        attrs["baseline_objective"] = baseline.get("objective")
+        if baseline.get("attacks"):
+            attrs["baseline_attack_values"] = {
+                a["label"]: a.get("value") for a in baseline["attacks"]
+            }
     if record.get("rejection"):
         attrs["rejection_reason"] = record["rejection"]["reason"]
     attrs["run_dir"] = str(run_dir)
