@@ -68,6 +68,27 @@ def tiny_jsonl_args(text_files: dict[str, Path]) -> list[str]:
     ]
 
 
+def batch_recorder():
+    """A one-weight model that remembers the first token of every training batch (batches
+    are constant-filled in the tests that use it), so a test sees which stream fed each step;
+    evaluation forwards (no grad) are not recorded."""
+    import torch
+    from torch import nn
+
+    class BatchRecorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(8, 8)
+            self.seen: list[int] = []
+
+        def forward(self, input_ids):
+            if torch.is_grad_enabled():
+                self.seen.append(int(input_ids[0, 0]))
+            return type("Out", (), {"logits": self.embed(input_ids)})()
+
+    return BatchRecorder()
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run tests on real offline assets")
 

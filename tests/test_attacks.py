@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from mudman.attack.base import AttackStreams
 from mudman.attack.lora import lora_module_names
@@ -25,6 +24,7 @@ from mudman.results import format_table
 from mudman.sweeping.fingerprint import differences, experiment_of, fingerprint
 from mudman.sweeping.hydra_sweep import trial_attrs
 from mudman.trial import baseline_key, run_trial, set_seed
+from tests.conftest import batch_recorder
 from tests.method_helpers import make_data
 
 
@@ -166,24 +166,10 @@ def test_lora_default_targets_are_every_projection_but_the_output_head():
         lora_module_names(model, ["nope"])
 
 
-class _Recorder(nn.Module):
-    """Logs the first token of every training batch it sees (batches are constant-filled)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(8, 8)
-        self.seen: list[int] = []
-
-    def forward(self, input_ids):
-        if torch.is_grad_enabled():
-            self.seen.append(int(input_ids[0, 0]))
-        return type("Out", (), {"logits": self.embed(input_ids)})()
-
-
 def test_retain_then_forget_runs_its_retain_steps_first(compose):
     attack = _attack(compose, "attack=retain_then_forget", "attack.retain_fraction=0.3")
     forget, retain, held_out = (torch.full((2, 4), k) for k in (1, 2, 3))
-    model = _Recorder()
+    model = batch_recorder()
     run = attack.run(model, AttackStreams([forget], [retain], held_out), 20, 4)
     assert run.streams == ["retain"] * 3 + ["forget"] * 7
     assert model.seen == [2] * 3 + [1] * 7  # the batches really came from those streams

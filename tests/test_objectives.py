@@ -9,7 +9,6 @@ import optuna
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch import nn
 
 from mudman.attack.relearning import relearn
 from mudman.config import validate_config
@@ -25,6 +24,7 @@ from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage
 
+from .conftest import batch_recorder
 from .method_helpers import make_data, prepare
 
 
@@ -93,27 +93,14 @@ def test_paused_mudman_only_retains():
 
 
 # ------------------------------------------------------------------ alternating relearning
-class _Recorder(nn.Module):
-    """Logits from one weight; remembers the first token of every batch it is fed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(8, 8)
-        self.seen: list[int] = []
-
-    def forward(self, input_ids):
-        self.seen.append(int(input_ids[0, 0]))
-        return type("Out", (), {"logits": self.embed(input_ids)})()
-
-
 def test_relearning_alternates_forget_and_retain_steps():
     forget, retain, held_out = (torch.full((2, 4), k) for k in (1, 2, 3))
-    model = _Recorder()
+    model = batch_recorder()
     curve = relearn(model, [forget], held_out, 0.1, 12, 4, retain_batches=[retain]).forget_losses
     training = [k for k in model.seen if k != 3]
     assert training == [1, 2, 1, 2, 1, 2]
     assert [p for p, _ in curve] == [4, 8, 12]
-    model = _Recorder()
+    model = batch_recorder()
     relearn(model, [forget], held_out, 0.1, 12, 4)
     assert [k for k in model.seen if k != 3] == [1] * 6
 

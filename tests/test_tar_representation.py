@@ -64,8 +64,9 @@ def sink_model(scale: float):
     return model
 
 
-def term_after_perturbation(compose, scale: float, *overrides) -> tuple[float, float]:
-    """TAR's term and position 0's hidden-state norm after one fixed small weight change."""
+def perturbed_tar(compose, scale: float, *overrides):
+    """A sink model whose targeted weights moved by one fixed small change, TAR holding the
+    original weights, and a retain batch: ``(model, params, method, batch)``."""
     model = sink_model(scale)
     params = prepare(model)
     method = tar(compose, *overrides)
@@ -74,7 +75,12 @@ def term_after_perturbation(compose, scale: float, *overrides) -> tuple[float, f
     with torch.no_grad():
         for p in params.values():
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-    batch = make_data().retain_train[0]
+    return model, params, method, make_data().retain_train[0]
+
+
+def term_after_perturbation(compose, scale: float, *overrides) -> tuple[float, float]:
+    """TAR's term and position 0's hidden-state norm after one fixed small weight change."""
+    model, _params, method, batch = perturbed_tar(compose, scale, *overrides)
     method.retain_loss(model, batch)
     with torch.no_grad():
         hidden = model(input_ids=batch, output_hidden_states=True).hidden_states
@@ -107,15 +113,7 @@ def test_tar_retain_step_shrinks_the_default_term_where_the_old_one_diverges(com
     default term shrinks."""
 
     def run(*overrides) -> list[float]:
-        model = sink_model(1e4)
-        params = prepare(model)
-        method = tar(compose, *overrides)
-        method.original = OriginalWeights(params)
-        gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for p in params.values():
-                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-        batch = make_data().retain_train[0]
+        model, params, method, batch = perturbed_tar(compose, 1e4, *overrides)
         values = []
         for _ in range(4):
             out = model(input_ids=batch, output_hidden_states=True)
