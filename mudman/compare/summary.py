@@ -212,7 +212,13 @@ def figure(summary: dict[str, Any], path: Path) -> Path | None:
     for y, m in enumerate(methods[::-1]):
         n = len(m["gains"])
         if m["gain_mean"] is None:
-            label = "no completed re-run" if m["best_rate"] is not None else "no rate completed"
+            rates = [t["rate"] for t in m["search"]]
+            label = (
+                "no completed re-run"
+                if m["best_rate"] is not None
+                else f"no rate completed ({m['n_rejected']} rejected, rates "
+                f"{min(rates, default=0):.2g} to {max(rates, default=0):.2g})"
+            )
         else:
             sem = "" if m["gain_sem"] is None else f" ± {m['gain_sem']:.3f}"
             gain = round(m["gain_mean"], 3) + 0.0
