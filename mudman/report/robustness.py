@@ -193,7 +193,7 @@ def plot_curves(chosen: list[Picked], path: Path) -> Path:
     cols = min(3, max(1, len(panels)))
     rows = math.ceil(len(panels) / cols) or 1
     fig, axes = plt.subplots(
-        rows, cols, squeeze=False, figsize=(4.6 * cols, 3.4 * rows + 0.8), sharey=True
+        rows, cols, squeeze=False, figsize=(max(8.0, 4.6 * cols), 3.4 * rows + 0.8), sharey=True
     )
     ylabel, _ = _direction_words(chosen)
     for ax, (method, trial) in zip(axes.flat, panels, strict=False):
@@ -227,7 +227,7 @@ def plot_curves(chosen: list[Picked], path: Path) -> Path:
         "Forget loss under each attack (solid: unlearned model; dashed: baseline)", fontsize=10
     )
     fig.tight_layout(rect=(0, 0.07 + 0.02 * (len(labels) // 4), 1, 0.96))
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -240,7 +240,7 @@ def plot_gains(chosen: list[Picked], path: Path) -> Path:
     methods = sorted({m for per in gains.values() for m in per})
     colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     fig, axes = plt.subplots(
-        1, len(kinds), squeeze=False, figsize=(4.2 * len(kinds), 3.8), sharey=True
+        1, len(kinds), squeeze=False, figsize=(max(8.0, 4.2 * len(kinds)), 3.8), sharey=True
     )
     _, ylabel = _direction_words(chosen)
     for ax, kind in zip(axes[0], kinds, strict=True):
@@ -268,7 +268,7 @@ def plot_gains(chosen: list[Picked], path: Path) -> Path:
         "Lead over the relearn-only baseline vs attack strength (dashed: no lead left)", fontsize=10
     )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
