@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,20 +270,9 @@ def run_suite(
         callback = None
         if on_eval is not None:
             callback = lambda passes, loss, s=spec, i=index: on_eval(s, i, passes, loss)  # noqa: E731
-        if bar is not None:
-            with bar(spec) as progress:
-                run = attack.run(
-                    model,
-                    streams,
-                    cfg.relearn_passes,
-                    cfg.eval_every_passes,
-                    callback,
-                    progress,
-                    score,
-                )
-        else:
+        with bar(spec) if bar is not None else nullcontext() as progress:
             run = attack.run(
-                model, streams, cfg.relearn_passes, cfg.eval_every_passes, callback, None, score
+                model, streams, cfg.relearn_passes, cfg.eval_every_passes, callback, progress, score
             )
         result.outcomes.append(_outcome(spec, run, time.perf_counter() - start))
     del saved

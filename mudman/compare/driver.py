@@ -276,10 +276,6 @@ class Comparison:
         else:
             self.ladders[run.job.method].record(run.job.rate, run.value)
 
-    @property
-    def done(self) -> bool:
-        return not self.searching
-
 
 def execute(comparison: Comparison, launcher: TrialLauncher, on_finish) -> None:
     """Run every job until the searches end and all re-runs and baselines are done."""

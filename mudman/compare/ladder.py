@@ -48,9 +48,8 @@ class Ladder:
             raise ValueError("need refinements >= 0")
 
     def rung_rate(self, rung: int) -> float:
-        """The ladder's rate on ``rung`` (0 = the start), rounded to 6 significant digits so a
-        rate reads the same in a directory name, an override and the results."""
-        return float(f"{self.start * self.factor**rung:.6g}")
+        """The ladder's rate on ``rung`` (0 = the start)."""
+        return _six_digits(self.start * self.factor**rung)
 
     def record(self, rate: float, value: float | None) -> None:
         """Add the outcome of the trial at ``rate`` (``value`` None = rejected)."""
@@ -102,10 +101,10 @@ class Ladder:
         best = self.best
         if best is None or n_refined >= self.refinements:
             return None
-        candidate = self._refinement(best, rungs)
+        candidate = self._refinement(best)
         return candidate if candidate is not None and candidate not in tried else None
 
-    def _refinement(self, best: Outcome, rungs: dict[int, Outcome]) -> float | None:
+    def _refinement(self, best: Outcome) -> float | None:
         """Geometric midpoint between the best rate and its more promising neighbour: the
         rejected or untried rung above (the optimum sits just below the break point), else the
         better-valued completed neighbour."""
@@ -115,7 +114,7 @@ class Ladder:
         lower = max(below, key=lambda o: o.rate) if below else None
         upper = min(above, key=lambda o: o.rate) if above else None
         if upper is None or not upper.completed:
-            return float(f"{best.rate * step:.6g}") if upper is None else _geo_mid(best, upper)
+            return _six_digits(best.rate * step) if upper is None else _geo_mid(best, upper)
         if lower is None:
             return _geo_mid(best, upper)
         if not lower.completed or self._better(upper.value, lower.value):
@@ -123,5 +122,11 @@ class Ladder:
         return _geo_mid(best, lower)
 
 
+def _six_digits(rate: float) -> float:
+    """Rates are kept to 6 significant digits: the same in a directory name, an override and
+    the results."""
+    return float(f"{rate:.6g}")
+
+
 def _geo_mid(a: Outcome, b: Outcome) -> float:
-    return float(f"{math.sqrt(a.rate * b.rate):.6g}")
+    return _six_digits(math.sqrt(a.rate * b.rate))

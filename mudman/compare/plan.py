@@ -17,8 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mudman.errors import ConfigError
 
-STAGES = ("search", "seed", "baseline")
-
 
 @dataclass(frozen=True)
 class CompareSettings:
