@@ -178,10 +178,29 @@ def test_the_comparison_presets_compose_and_check_every_method(preset):
         bigger = read_settings(
             compose("config", overrides=[f"experiment={preset}", *extended]), METHODS
         )
-        prints = method_fingerprints([f"experiment={preset}"], bigger, validate=False)
+        prints = method_fingerprints([f"experiment={preset}"], bigger, validate=False, inputs=False)
     assert settings.methods == ("mudman", "no_masking", "tar")
     assert cfg.model.name == "smollm2-135m" and cfg.unlearn_passes == 60
     assert set(prints) == {*bigger.methods, "baseline"} and len(set(prints.values())) == 6
+
+
+def test_an_edited_data_file_is_another_experiment(text_files, tmp_path):
+    """A resumed comparison must not reuse trials computed on the file's old content."""
+    from hydra import compose, initialize_config_dir
+
+    from mudman.compare import method_fingerprints
+
+    files = {side: tmp_path / f"{side}.jsonl" for side in ("forget", "retain")}
+    for side, path in files.items():
+        path.write_text(text_files[side].read_text())
+    overrides = ["experiment=compare/smollm2_python", *tiny_jsonl_args(files)]
+    overrides.append("compare.methods=[mudman]")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        settings = read_settings(compose("config", overrides=overrides), METHODS)
+        before = method_fingerprints(overrides, settings, validate=False)
+        files["forget"].write_text(files["forget"].read_text() + '{"text": "def added(): pass"}\n')
+        after = method_fingerprints(overrides, settings, validate=False)
+    assert before["mudman"] != after["mudman"] and before["baseline"] != after["baseline"]
 
 
 def compare_command(text_files, run_dir: Path, *extra: str) -> list[str]:

@@ -45,14 +45,17 @@ def shared_overrides(task_overrides: list[str], rate_key: str) -> list[str]:
     return shared
 
 
-def method_fingerprints(overrides: list[str], settings, validate: bool = True) -> dict[str, str]:
-    """Per method (and the baseline): the fingerprint of the experiment its trials run, minus
-    the keys that vary per trial (rate, seeds). Composing each also checks it, so a bad
-    override fails here, before the first trial."""
+def method_fingerprints(
+    overrides: list[str], settings, validate: bool = True, inputs: bool = True
+) -> dict[str, str]:
+    """Per method (and the baseline): the fingerprint of the experiment its trials run (config
+    and the sha256 of every input file), minus the keys that vary per trial (rate, seeds).
+    Composing each also checks it, so a bad override fails here, before the first trial."""
     from hydra import compose
 
     from mudman.compare.plan import Job
     from mudman.config import validate_config
+    from mudman.data.digests import inputs_digest, selected_sources
     from mudman.sweeping.fingerprint import experiment_of, fingerprint
 
     prints = {}
@@ -63,6 +66,9 @@ def method_fingerprints(overrides: list[str], settings, validate: bool = True) -
         if validate:
             validate_config(cfg)
         experiment = experiment_of(cfg, {})["config"]
+        # the files a trial reads (model, data, tasks): an edited file is another experiment
+        if inputs:  # (False only where the files need not exist: composing presets in tests)
+            experiment["inputs"] = inputs_digest(selected_sources(cfg), cfg.paths.cache_dir)
         experiment.pop("seed", None)
         experiment.get("data", {}).pop("split_seed", None)
         experiment.pop("compare_baseline", None)
