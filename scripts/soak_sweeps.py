@@ -127,13 +127,21 @@ def running_pids(study) -> set[int]:
     return pids
 
 
+_STORAGES: dict[str, Any] = {}
+
+
 def load(storage: str):
+    """The study, through one storage object per URL: opening a storage (engine, schema check)
+    takes seconds on a busy PostgreSQL, longer than a tiny trial, so the monitor would only
+    ever see finished trials if it reconnected on every poll."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.load_study(study_name=STUDY, storage=storage)
-    except Exception:  # not created yet, or a transient lock while workers write
+        if storage not in _STORAGES:
+            _STORAGES[storage] = optuna.storages.get_storage(storage)
+        return optuna.load_study(study_name=STUDY, storage=_STORAGES[storage])
+    except Exception:  # not created yet, the workers creating the schema, or a transient lock
         return None
 
 
@@ -184,6 +192,10 @@ def run_soak(
         commands.append((kind, proc))
         return proc
 
+    # Open the storage (engine, schema) before any command starts: opened later, beside the
+    # workers creating the same schema, it waited 10-20 s on a loaded machine (PostgreSQL),
+    # by which time every tiny trial had finished and there was nothing left to kill.
+    load(storage)
     parent = start("parent", "hydra.sweeper.n_jobs=4")
     start("duplicate")
     snapshot = None

@@ -370,16 +370,25 @@ def test_lora_targets_the_model_lacks_fail_in_the_preflight(compose):
         check_model(compose("attack_suite=[sgd,{name:lora,target_modules:[nope]}]"))
 
 
-@pytest.mark.parametrize("preset", ["robustness/house_python", "robustness/smollm2_python"])
-@pytest.mark.parametrize("method", ["mudman", "no_masking", "tar", "baseline"])
-def test_robustness_presets_compose_with_their_suites_and_rates(preset, method):
+def _robustness_preset(preset: str, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     from tests.conftest import CONF
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("config", [f"experiment={preset}", f"method={method}", "logger=none"])
+        return hydra_compose("config", [f"experiment={preset}", "logger=none", *overrides])
+
+
+@pytest.mark.parametrize(
+    "preset, method",
+    [
+        *[("robustness/house_python", m) for m in ("mudman", "no_masking", "tar", "baseline")],
+        *[("robustness/smollm2_python", m) for m in ("mudman", "tar", "baseline")],
+    ],
+)
+def test_robustness_presets_compose_with_their_suites_and_rates(preset, method):
+    cfg = _robustness_preset(preset, f"method={method}")
     validate_config(cfg)  # no model or data loads: the presets' keys and suites are valid
     labels = [spec.label for spec in attack_specs(cfg)]
     assert {label.split(" ")[0] for label in labels} == {
@@ -388,3 +397,15 @@ def test_robustness_presets_compose_with_their_suites_and_rates(preset, method):
     assert len(labels) == len(set(labels)) >= 6
     if method != "baseline":
         assert cfg.method.unlearning_rate == cfg.method_rates[method]
+
+
+def test_smollm2_robustness_preset_refuses_no_masking_until_it_is_given_a_rate():
+    """The comparison found no no_masking rate within SmolLM2's retain budget, so the preset
+    gives none: the method is refused at config time, naming the key, and runs once given one."""
+    with pytest.raises(ConfigError, match=r"method\.unlearning_rate=None"):
+        validate_config(_robustness_preset("robustness/smollm2_python", "method=no_masking"))
+    given = _robustness_preset(
+        "robustness/smollm2_python", "method=no_masking", "+method_rates.no_masking=1e-5"
+    )
+    validate_config(given)
+    assert given.method.unlearning_rate == 1e-5
