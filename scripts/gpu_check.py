@@ -1,8 +1,10 @@
 """One command for a GPU box: CUDA correctness checks, then trials per hour, in one table.
 
-    python scripts/gpu_check.py              # CUDA, one GPU (sized for < 8 min; see docs/gpu.md)
-    python scripts/gpu_check.py --workers 1 4   # fewer worker counts
-    python scripts/gpu_check.py --dry-run    # CPU, tiny sizes: the same code path (test suite)
+    python -m scripts.gpu_check              # CUDA, one GPU (sized for < 8 min; see docs/gpu.md)
+    python -m scripts.gpu_check --workers 1 4   # fewer worker counts
+    python -m scripts.gpu_check --dry-run    # CPU, tiny sizes: the same code path (test suite)
+
+Run it from the repository root: it uses the test suite's Listing 1 oracle (``tests/``).
 
 Checks, each PASS or FAIL (exit code 1 if any fails):
 - ``loop == oracle``: the MUDMAN method on the device, float32 with TF32 off, for 5 loops on a
@@ -13,11 +15,11 @@ Checks, each PASS or FAIL (exit code 1 if any fails):
   update (weights after - before) must be finite and within ``BF16_MAX_REL_ERROR`` of the
   float32 CPU update (bf16 rounds; a real bug makes the error ~1 or more).
 Benchmarks (numbers, no pass/fail):
-- ``scripts/bench_gpu.py`` for the pythia-14m shape with 1/4/8/16 worker processes.
-- ``scripts/bench_sweep.py``: one real study per worker count through the sweeper. The model
-  is pythia-14m's shape (random weights saved to a temporary directory, so no Hub), the data
-  are JSONL written from the Python stdlib's source and the Zen of Python. Paper budgets: 300 + 300
-  passes, batch 16 x 100.
+- ``python -m scripts.bench gpu`` for the pythia-14m shape with 1/4/8/16 worker processes.
+- ``python -m scripts.bench sweep``'s ``run_study``: one real study per worker count through
+  the sweeper. The model is pythia-14m's shape (random weights saved to a temporary directory,
+  so no Hub), the data are JSONL written from the Python stdlib's source and the Zen of Python.
+  Paper budgets: 300 + 300 passes, batch 16 x 100.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts.bench import gpu as bench_gpu
+from scripts.bench import sweep as bench_sweep
 
 BF16_MAX_REL_ERROR = 0.25  # measured on CPU bf16 (docs/gpu.md); a wrong update is >= 1
 WORKERS = [1, 4, 8, 16]
@@ -125,8 +126,6 @@ def check_bf16_update(device: torch.device) -> list[dict]:
 
 
 def bench_gpu_rows(device: torch.device, dry: bool, workers: list[int]) -> list[dict]:
-    import bench_gpu
-
     args = ["--device", str(device), "--models", "pythia14m", "--trials", "1" if dry else "2"]
     args += ["--workers", *map(str, [1] if dry else workers)]
     if dry:
@@ -181,8 +180,6 @@ def _texts(directory: Path, n: int = 1000) -> dict[str, Path]:
 
 
 def bench_sweep_rows(device: torch.device, dry: bool, work: Path, workers: list[int]) -> list[dict]:
-    import bench_sweep
-
     files = _texts(work)
     label = "tiny-gpt-neox" if dry else "pythia-14m shape"
     if dry:
@@ -225,7 +222,9 @@ def _row(check: str, result: str, ok: bool | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.gpu_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (test suite)")
     parser.add_argument("--skip-bench", action="store_true", help="correctness checks only")
     parser.add_argument("--workers", type=int, nargs="+", default=WORKERS, help="worker counts")

@@ -184,6 +184,30 @@ def test_the_comparison_presets_compose_and_check_every_method(preset):
     assert set(prints) == {*bigger.methods, "baseline"} and len(set(prints.values())) == 6
 
 
+def test_the_house_comparison_preset_composes_and_checks_every_method():
+    """compare/house_python: the house-model comparison (120 + 60 passes, batch 16 x 100) with
+    every MUDMAN-family method and TAR it can extend to, each config validated."""
+    from hydra import compose, initialize_config_dir
+
+    from mudman.compare import method_fingerprints
+
+    preset = "experiment=compare/house_python"
+    extended = "compare.methods=[mudman,no_masking,tar,no_normalization,no_meta_learning]"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[preset])
+        settings = read_settings(cfg, METHODS)
+        bigger = read_settings(compose("config", overrides=[preset, extended]), METHODS)
+        prints = method_fingerprints([preset], bigger, validate=True, inputs=False)
+    assert settings.methods == ("mudman", "no_masking", "tar") and settings.search_seed == 42
+    assert cfg.model.name == "house" and cfg.data.name == "python"
+    budget = (cfg.unlearn_passes, cfg.relearn_passes, cfg.batch_size, cfg.context_len)
+    assert budget == (120, 60, 16, 100)
+    assert (
+        cfg.method.fork_every_n_loops == 6 and cfg.hydra.run.dir == "outputs/compare/house_python"
+    )
+    assert set(prints) == {*bigger.methods, "baseline"} and len(set(prints.values())) == 6
+
+
 def test_an_edited_data_file_is_another_experiment(text_files, tmp_path):
     """A resumed comparison must not reuse trials computed on the file's old content."""
     from hydra import compose, initialize_config_dir

@@ -1,12 +1,11 @@
-"""``scripts/gpu_check.py --dry-run``: the GPU box's one command, run on the CPU at tiny sizes."""
+"""``python -m scripts.gpu_check --dry-run``: the GPU box's one command, on the CPU, tiny."""
 
 from __future__ import annotations
 
-from tests.test_speed_bench import _script
+from scripts import gpu_check
 
 
 def test_gpu_check_dry_run_prints_one_table_of_checks_and_benchmarks(capsys):
-    gpu_check = _script("gpu_check")
     assert gpu_check.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
     table = out[out.index("gpu_check on cpu (dry run)") :].splitlines()
@@ -23,7 +22,6 @@ def test_gpu_check_dry_run_prints_one_table_of_checks_and_benchmarks(capsys):
 
 
 def test_gpu_check_reports_a_failing_check(monkeypatch):
-    gpu_check = _script("gpu_check")
     (row,) = gpu_check.check_bf16_update(gpu_check.torch.device("cpu"))
     error = float(row["result"].split()[-1])
     assert row["ok"] and 0 < error < gpu_check.BF16_MAX_REL_ERROR  # bf16 does round

@@ -131,3 +131,38 @@ def test_model_house_reads_the_asset(compose, tmp_path):
     assert cfg.model.asset == "house" and list(cfg.model.target_modules) == ["gate_proj"]
     with pytest.raises(MissingAssetError, match="--only house"):
         model_source(cfg.model, str(tmp_path / "empty-cache"))
+
+
+def test_assets_cli_pretrains_the_house_model_into_a_directory(tmp_path, monkeypatch, capsys):
+    """``python -m mudman.assets --house-out DIR --house-steps N``: the recipe with N steps into
+    DIR (not the cache), the stats printed as JSON; --house-steps alone is refused."""
+    from transformers import AutoModelForCausalLM
+
+    from mudman.assets.__main__ import main
+
+    functions = _stdlib_functions(10**6)
+    texts = {
+        "python": {"train": functions[:20], "heldout": functions[20:30]},
+        "english": {"train": _english(60), "heldout": _english(70)[60:]},
+        "biology": {"train": _english(10), "heldout": _english(14)[10:]},
+    }
+    monkeypatch.setattr(house, "corpus_texts", lambda cache_dir=None: texts)
+    small = {"batch_size": 4, "seq_len": 32, "warmup_steps": 2, "eval_windows": 4}
+    for key, value in small.items():
+        monkeypatch.setitem(house.TRAIN, key, value)
+    out, cache = tmp_path / "house3", tmp_path / "cache"
+    assert main(["--cache-dir", str(cache), "--house-out", str(out), "--house-steps", "3"]) == 0
+    printed = capsys.readouterr().out
+    stats = json.loads(printed[printed.index("{\n") :])
+    assert stats["train"]["steps"] == 3 and stats["tokens_seen"] == 3 * 4 * 32
+    assert set(stats["heldout_loss"]) == set(house.CORPORA)
+    assert type(AutoModelForCausalLM.from_pretrained(out)).__name__ == "LlamaForCausalLM"
+    assert not (cache / "assets" / "house").exists()  # the cached asset is left alone
+    for bad, message in (
+        (["--house-steps", "3"], "--house-steps needs --house-out"),
+        (["--house-out", str(out), "--house-steps", "0"], "--house-steps=0"),
+        (["--house-out", str(out), "--only", "house"], "drop --only"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--cache-dir", str(cache), *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -1,18 +1,15 @@
-"""The benchmark scripts run end to end on CPU with tiny settings (numbers are not checked)."""
+"""The benchmarks (``python -m scripts.bench``) run end to end on CPU with tiny settings
+(numbers are not checked)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from tests.conftest import REPO, tiny_jsonl_args
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts.bench import gpu as bench_gpu
+from scripts.bench import precision as bench_precision
+from scripts.bench import sweep as bench_sweep
+from scripts.bench import trial as bench_trial
+from tests.conftest import tiny_jsonl_args
 
 
 def _tiny(text_files, tmp_path) -> list[str]:
@@ -33,7 +30,7 @@ def test_bench_trial_reports_ratios(text_files, tmp_path):
         "eval_every_passes=10",
         "retain_loss_budget=10",
     ]
-    result = _script("bench_trial").bench(overrides, loops=3, relearn_steps=2, full_trial=True)
+    result = bench_trial.bench(overrides, loops=3, relearn_steps=2, full_trial=True)
     assert result["passes_per_loop"] == 5 and result["overhead_ratio"] > 0
     assert result["relearn_steps_per_s"] > 0 and result["trial"]["status"] == "completed"
     assert result["memory"]["size_targeted_mb"] < result["memory"]["size_model_mb"]
@@ -41,16 +38,14 @@ def test_bench_trial_reports_ratios(text_files, tmp_path):
 
 def test_bench_gpu_runs_on_cpu(capsys):
     args = ["--device", "cpu", "--models", "house", "--workers", "1", "--trials", "2"]
-    assert (
-        _script("bench_gpu").main([*args, "--passes", "10", "--batch", "2", "--length", "16"]) == 0
-    )
+    assert bench_gpu.main([*args, "--passes", "10", "--batch", "2", "--length", "16"]) == 0
     out = capsys.readouterr().out
     assert '"shape": "house"' in out and "trials/h" in out
 
 
 def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files, tmp_path, capsys):
     overrides = [*tiny_jsonl_args(text_files), f"paths.cache_dir={tmp_path}"]
-    bench = _script("bench_sweep")
+    bench = bench_sweep
     assert bench.main(["--trials", "2", *overrides, "--n-jobs", "1", "2"]) == 0
     out = capsys.readouterr().out
     assert "1 worker(s): 2 trials {'RUNNING': 0, 'COMPLETE': 2" in out
@@ -59,7 +54,7 @@ def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files,
 
 
 def test_bench_precision_checks_updates_before_timing(text_files, tmp_path, capsys):
-    bench = _script("bench_precision")
+    bench = bench_precision
     options = ["--variants", "float32,bfloat16", "--loops", "1", "--rounds", "1"]
     args = [*_tiny(text_files, tmp_path), *options]
     assert bench.main(args) == 0
@@ -74,7 +69,7 @@ def test_bench_memory_peaks_are_per_phase_not_the_process_high_water_mark():
     """A phase's peak is its own: a larger earlier allocation must not show up in it."""
     import torch
 
-    bench = _script("bench_trial")
+    bench = bench_trial
     cpu = torch.device("cpu")
     big = torch.ones(64 * 2**20)  # 256 MiB, touched
     del big

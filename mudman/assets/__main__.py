@@ -1,15 +1,19 @@
 """Command line: ``python -m mudman.assets [--only NAME]... [--force] [--cache-dir DIR] [--list]``.
 
 Prints one line per asset with its status and the time taken; exit code 1 if any asset failed.
+``--house-out DIR [--house-steps N]`` instead pretrains the house model (the same recipe) into
+``DIR`` outside the cache, e.g. a shorter run to experiment with (``model=house model.path=DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from mudman.assets.prepare import asset_status, prepare_one
 from mudman.assets.store import ASSET_NAMES, asset_path, resolve_cache_dir
@@ -32,13 +36,45 @@ def _parser() -> argparse.ArgumentParser:
         help=f"prepare only this asset (repeatable): {', '.join(ASSET_NAMES)}",
     )
     parser.add_argument("--list", action="store_true", help="show each asset's status and exit")
+    parser.add_argument(
+        "--house-out",
+        type=Path,
+        metavar="DIR",
+        help="pretrain the house model into DIR instead of the cache (no manifest; use it with "
+        "model=house model.path=DIR); prints the held-out losses",
+    )
+    parser.add_argument(
+        "--house-steps",
+        type=int,
+        metavar="N",
+        help="optimizer steps of the --house-out run (default: the asset's recipe)",
+    )
     return parser
+
+
+def _pretrain_house(parser: argparse.ArgumentParser, args: argparse.Namespace, cache) -> int:
+    """``--house-out``: the house recipe into a directory of the user's, outside the cache (a
+    shorter run must never replace the cached asset that ``model=house`` reads)."""
+    from mudman.assets.house import pretrain
+
+    if args.only or args.force or args.list:
+        parser.error("--house-out builds only the house model; drop --only, --force and --list")
+    if args.house_steps is not None and args.house_steps < 1:
+        parser.error(f"--house-steps={args.house_steps}; allowed: an integer >= 1")
+    stats = pretrain(args.house_out, cache_dir=cache, steps=args.house_steps)
+    print(json.dumps(stats, indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     cache = resolve_cache_dir(args.cache_dir)
+    if args.house_out is not None:
+        return _pretrain_house(parser, args, cache)
+    if args.house_steps is not None:
+        parser.error("--house-steps needs --house-out DIR (the cached asset keeps its recipe)")
     names = list(dict.fromkeys(args.only)) if args.only else list(ASSET_NAMES)
     if args.list:
         for name in names:

@@ -14,8 +14,9 @@ seed, 1 CPU thread, ~10 minutes on a 2-core CPU):
 * training: AdamW, warm-up then cosine decay, on shuffled 128-token windows of the mixed corpora.
 
 The held-out loss of each corpus is written to the manifest next to the uniform-guess loss
-``ln(VOCAB_SIZE)``. Building the asset runs :func:`pretrain`; ``scripts/pretrain_house_model.py``
-runs the same function into any directory (e.g. with fewer steps to experiment).
+``ln(VOCAB_SIZE)``. Building the asset runs :func:`pretrain`; ``python -m mudman.assets
+--house-out DIR [--house-steps N]`` runs the same function into any directory (e.g. with fewer
+steps to experiment).
 """
 
 from __future__ import annotations

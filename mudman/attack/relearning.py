@@ -11,7 +11,6 @@ of ``conf/attack/`` share its loop (mudman/attack/base.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -33,10 +32,6 @@ __all__ = ["PASSES_PER_STEP", "RelearnResult", "check_relearn_passes", "relearn"
 class RelearnResult:
     forget_losses: list[tuple[int, float]] = field(default_factory=list)  # (passes, loss)
 
-    @property
-    def min_forget_loss(self) -> float:
-        return min(loss for _, loss in self.forget_losses)
-
 
 def relearn(
     model: nn.Module,
@@ -45,8 +40,6 @@ def relearn(
     lr: float,
     relearn_passes: int,
     eval_every_passes: int,
-    on_eval: Callable[[int, float], None] | None = None,
-    progress=None,
     retain_batches: list[torch.Tensor] | None = None,
 ) -> RelearnResult:
     """Fine-tune every parameter with SGD on the forget stream (cycled if short); with
@@ -59,5 +52,5 @@ def relearn(
         RETAIN if retain_batches and step % 2 == 0 else FORGET for step in range(1, n_steps + 1)
     ]
     streams = AttackStreams(forget_batches, retain_batches or [], eval_batch)
-    run = train_steps(model, optimizer, schedule, streams, eval_every_passes, on_eval, progress)
+    run = train_steps(model, optimizer, schedule, streams, eval_every_passes)
     return RelearnResult(run.curve)

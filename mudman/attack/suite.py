@@ -72,10 +72,6 @@ def _container(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
 
 
-def _is_mapping(value: Any) -> bool:
-    return isinstance(value, dict) or OmegaConf.is_dict(value)
-
-
 def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) or OmegaConf.is_list(value)
 

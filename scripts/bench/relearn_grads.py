@@ -5,7 +5,7 @@ lets ``AccumulateGrad`` keep that buffer, zeroing in place adds a zero-fill and 
 all parameters. This measures both side by side in one process (interleaved steps, minor
 page faults from ``getrusage``), with and without the allocator tuning of mudman/runtime.py.
 
-    python scripts/bench_relearn_grads.py model=smollm2-135m batch_size=8 context_len=64
+    python -m scripts.bench relearn_grads model=smollm2-135m batch_size=8 context_len=64
 """
 
 from __future__ import annotations
@@ -14,25 +14,23 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripts.bench.common import compose, load_model_and_batches
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: prints seconds and minor faults per SGD step for each variant."""
-    from bench_trial import compose, load_model_and_batches
-
     from mudman.losses import cross_entropy
     from mudman.models.loading import resolve_device
     from mudman.runtime import apply_thread_policy, tune_allocator
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench relearn_grads", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--steps", type=int, default=4, help="steps per variant and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tune", action="store_true", help="apply tune_allocator() first")
@@ -74,7 +72,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@ interpreter, and prints the median wall time of each and the ratio:
   scoring_s`` from results.json; both trees record these three the same way);
 - ``import optuna`` alone, for scale.
 
-    python scripts/bench_startup.py                     # vs origin/main, 5 repeats
-    python scripts/bench_startup.py --base HEAD~3 --repeats 3
+    python -m scripts.bench startup                     # vs origin/main, 5 repeats
+    python -m scripts.bench startup --base HEAD~3 --repeats 3
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts.bench.common import OFFLINE_ENV, REPO
+
 WHICH = "import mudman, hydra_plugins.mudman_sweeper as p; print(mudman.__file__, p.__file__)"
 
 
@@ -74,17 +76,15 @@ def _trial(cwd: Path, env: dict[str, str], data: Path, run_dir: Path) -> tuple[f
     return wall, sum(float(timings[k]) for k in ("unlearning_s", "relearning_s", "scoring_s"))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: prints a Markdown table of median seconds per command and tree."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench startup", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--base", default="origin/main", help="git ref to compare with")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command per tree")
-    args = parser.parse_args()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "WANDB_MODE": "disabled",
-    }
+    args = parser.parse_args(argv)
+    env = {**os.environ, **OFFLINE_ENV}
     env.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="bench_startup_") as tmp:
         tmp_path = Path(tmp)
@@ -140,7 +140,3 @@ def main() -> int:
         before = statistics.median(results[names[1]][command])
         print(f"| `{command}` | {this:.2f} | {before:.2f} | {before / this:.2f} |")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,22 +18,18 @@ after each of ``--loops`` cumulative loop counts. Also prints the original hidde
 position 0 against the other positions. One process, one thread; the numbers are comparable
 side by side.
 
-    python scripts/bench_tar_representation.py model=smollm2-135m batch_size=8 context_len=64
-    python scripts/bench_tar_representation.py model=tiny-llama --loops 1 3   # smoke
+    python -m scripts.bench tar_representation model=smollm2-135m batch_size=8 context_len=64
+    python -m scripts.bench tar_representation model=tiny-llama --loops 1 3   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_trial import compose, load_model_and_batches
+from scripts.bench.common import compose, load_model_and_batches
 
 
 def layer_normalized_squared_l2(hidden, original, skip_first: int = 0) -> torch.Tensor:
@@ -108,7 +104,9 @@ def measure(model, params, original, batch, retaining_rate: float) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench tar_representation", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=smollm2-135m")
     parser.add_argument("--loops", type=int, nargs="+", default=[1, 3, 10], help="cumulative")
     parser.add_argument("--perturb", type=float, default=1e-3, help="relative weight RMS")
@@ -183,7 +181,3 @@ def main(argv: list[str] | None = None) -> None:
             measure(model, params, original, batch, rr),
         )
     print(f"\n{time.perf_counter() - start:.0f} s")
-
-
-if __name__ == "__main__":
-    main()

@@ -13,16 +13,15 @@ trial. Shapes: ``house`` (the house model's architecture, 4096 vocab) and ``pyth
 (GPT-NeoX, 6 layers, hidden 128, 50,304 vocab: 14.1 M parameters); weights are random, which
 does not change the cost. TF32 matmuls are on when the device supports them.
 
-    python scripts/bench_gpu.py                                   # CUDA: house + pythia14m
-    python scripts/bench_gpu.py --workers 1 2 4 8 --trials 4 --dtype bfloat16
-    python scripts/bench_gpu.py --device cpu --models house --workers 1 --trials 1  # smoke
+    python -m scripts.bench gpu                                   # CUDA: house + pythia14m
+    python -m scripts.bench gpu --workers 1 2 4 8 --trials 4 --dtype bfloat16
+    python -m scripts.bench gpu --device cpu --models house --workers 1 --trials 1  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 
@@ -142,9 +141,11 @@ def measure(shape: str, workers: int, base: dict) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one JSON line per (shape, workers), then a summary table."""
-    from pathlib import Path
+    from mudman.config import CONF_DIR
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench gpu", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--executed-passes", action="store_true", help="pass_accounting=executed (4-pass loops)"
     )
     args = parser.parse_args(argv)
-    conf = Path(__file__).resolve().parent.parent / "conf" / "method" / "mudman.yaml"
+    conf = CONF_DIR / "method" / "mudman.yaml"
     overrides = {"pass_accounting": "executed"} if args.executed_passes else {}
     base = {
         "device": args.device,
@@ -190,7 +191,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r['trials_per_hour_steady']:>18}"
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,9 +18,9 @@ For one model and method, in one process (so the numbers are comparable side by 
   - the full trial runs in a fresh process; its peak RSS (``ru_maxrss``, the whole process) is
     reported next to size(model).
 
-    python scripts/bench_trial.py model=house                     # any config overrides
-    python scripts/bench_trial.py model=tiny-llama --loops 20 --no-trial
-    python scripts/bench_trial.py model=smollm2-135m --loops 3 --relearn-steps 3 --no-trial
+    python -m scripts.bench trial model=house                     # any config overrides
+    python -m scripts.bench trial model=tiny-llama --loops 20 --no-trial
+    python -m scripts.bench trial model=smollm2-135m --loops 3 --relearn-steps 3 --no-trial
 """
 
 from __future__ import annotations
@@ -39,30 +39,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def compose(overrides: list[str]):
-    """The project's Hydra config with ``overrides`` (no logger, no baseline, no progress)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    base = ["logger=none", "compare_baseline=false", "progress=false"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=base + overrides)
-
-
-def load_model_and_batches(cfg, device):
-    """The config's model, tokenizer and trial batches on ``device`` (as a trial builds them)."""
-    from mudman.data.batching import build_trial_data
-    from mudman.models.loading import load_model_and_tokenizer, resolve_dtype
-
-    dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
-    data = build_trial_data(
-        cfg.data, tokenizer, cfg.context_len, cfg.batch_size, cfg.paths.cache_dir
-    ).to(device)
-    return dtype, model, tokenizer, data
+from scripts.bench.common import child_env, compose, load_model_and_batches, sync
 
 
 def _status_kb(field: str) -> int:
@@ -89,11 +66,6 @@ def peak_bytes(device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
     return _status_kb("VmHWM") * 1024
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def nbytes(tensors) -> int:
@@ -239,10 +211,9 @@ def bench(overrides: list[str], loops: int, relearn_steps: int, full_trial: bool
 
 TRIAL_CHILD = r"""
 import json, resource, sys
-sys.path.insert(0, sys.argv[1])
-from bench_trial import compose
+from scripts.bench.common import compose
 from mudman.trial import run_trial
-record = run_trial(compose(json.loads(sys.argv[2])))
+record = run_trial(compose(json.loads(sys.argv[1])))
 print(json.dumps({
     "status": record["status"], "objective": record["objective"], "timings": record["timings"],
     "threads": record.get("threads"),
@@ -253,8 +224,8 @@ print(json.dumps({
 
 def run_trial_in_own_process(overrides: list[str]) -> dict:
     """One full trial in a fresh process, so its peak RSS is its own (not this process's)."""
-    cmd = [sys.executable, "-c", TRIAL_CHILD, str(REPO / "scripts"), json.dumps(overrides)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-c", TRIAL_CHILD, json.dumps(overrides)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
     if out.returncode:
         raise RuntimeError(f"full trial failed:\n{out.stderr[-3000:]}")
     record = json.loads(out.stdout.strip().splitlines()[-1])
@@ -264,7 +235,9 @@ def run_trial_in_own_process(overrides: list[str]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: prints one JSON record and a short ratio summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench trial", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=house")
     parser.add_argument("--loops", type=int, default=20, help="unlearning loops to time")
     parser.add_argument("--relearn-steps", type=int, default=20, help="SGD steps to time")
@@ -286,7 +259,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f"; full trial {result['trial']['seconds']} s" if result["trial"] else "")
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

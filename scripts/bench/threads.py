@@ -7,8 +7,8 @@ relearning SGD steps, timed (``torch.set_num_threads`` switches between cells). 
 order alternates) so drift in the background load hits every cell alike; the 1-minute load
 average is recorded with every measurement.
 
-    python scripts/bench_threads.py --models tiny-llama house --rounds 2
-    python scripts/bench_threads.py --models smollm2-135m --loops 2 --steps 2 --batch 8 --context 64
+    python -m scripts.bench threads --models tiny-llama house --rounds 2
+    python -m scripts.bench threads --models smollm2-135m --loops 2 --steps 2 --batch 8 --context 64
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-HOG = "while True: pass"
+from scripts.bench.common import HOG, compose, load_model_and_batches
 
 
 def measure(args: argparse.Namespace, model_name: str) -> list[dict]:
     """All cells of one model in one process (start-up once), interleaved round by round."""
     import torch
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    from bench_trial import compose, load_model_and_batches
 
     from mudman.attack.relearning import relearn
     from mudman.config import validate_config
@@ -84,7 +79,9 @@ def measure(args: argparse.Namespace, model_name: str) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: prints one JSON record per cell and a summary table (medians)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench threads", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--models", nargs="+", default=["tiny-llama"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--hogs", type=int, default=2, help="busy processes in loaded cells")
@@ -106,7 +103,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads = "/".join(f"{r['load_1min']:.1f}" for r in rs)
         print(f"{model:14} {threads:7d} {hogs:4d} {loop:8.3f} {step:8.3f}  {loads}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

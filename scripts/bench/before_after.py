@@ -9,7 +9,7 @@ interleaved round by round (alternating order) so background load drifts hit bot
 CPU hogs beside it. Prints one JSON line per trial, then medians, ratios to ``before`` and
 whether every objective equals ``before``'s to the last digit.
 
-    python scripts/bench_before_after.py --before-tree ../before --rounds 2 \\
+    python -m scripts.bench before_after --before-tree ../before --rounds 2 \\
         model=house model.path=/tmp/house unlearn_passes=300 relearn_passes=300
 """
 
@@ -24,8 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-HOG = "while True: pass"
+from scripts.bench.common import HOG, REPO
+
 CHILD = r"""
 import json, resource, sys, time
 tree, overrides = sys.argv[1], json.loads(sys.argv[2])
@@ -101,7 +101,9 @@ def run_one(spec: dict, overrides: list[str]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exits 1 when an objective differs from ``before``'s."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench before_after", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--before-tree", type=Path, required=True)
     parser.add_argument("--variants", nargs="+", default=["before", "after"])
     parser.add_argument("--rounds", type=int, default=2)
@@ -141,7 +143,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print("objectives identical to the first variant's:", same)
     return 0 if same else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,10 +16,10 @@ sweeper. Every trial runs its full budget (``retain_loss_budget=1e9``: nothing i
 early) and no relearn-only baseline is computed, so the cost of a trial does not depend on
 which parameters were sampled or on what an earlier run cached.
 
-    python scripts/bench_sweep.py                                  # tiny model, ~1 min
-    python scripts/bench_sweep.py --preset ablation/house_python --trials 5   # offline preset
-    python scripts/bench_sweep.py --preset ablation/house_python --trials 4 --n-jobs 1 2
-    python scripts/bench_sweep.py --preset ablation/pythia_python --trials 64 device=cuda \
+    python -m scripts.bench sweep                                  # tiny model, ~1 min
+    python -m scripts.bench sweep --preset ablation/house_python --trials 5   # offline preset
+    python -m scripts.bench sweep --preset ablation/house_python --trials 4 --n-jobs 1 2
+    python -m scripts.bench sweep --preset ablation/pythia_python --trials 64 device=cuda \
         --n-jobs 1 4 8 16                            # GPU + Hub: overrides before --n-jobs
 """
 
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts.bench.common import OFFLINE_ENV, REPO
+
 TINY = [
     "model=tiny-llama",
     "data=python",
@@ -69,12 +70,7 @@ def run_study(args, overrides: list[str], work: Path, n_jobs: int) -> dict:
         f"hydra.sweeper.study_name={name}",
         f"hydra.sweep.dir={work}/multirun-{n_jobs}",
     ]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "WANDB_MODE": "disabled",
-    }
+    env = {**os.environ, **OFFLINE_ENV}
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -85,7 +81,9 @@ def run_study(args, overrides: list[str], work: Path, n_jobs: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench sweep", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--preset", help="experiment preset, e.g. ablation/house_python")
     parser.add_argument("--method", default="mudman")
     parser.add_argument("--trials", type=int, default=8, help="trials per study")
@@ -119,7 +117,3 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(f"{r['n_jobs']:>7} {3600 * rate(r):>9.1f} {rate(r) / rate(first):>15.2f}x")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,9 +6,9 @@ median seconds per loop and the ratio to float32 eager, after a correctness chec
 of the first two loops, relative to float32 eager's (bf16 differs by rounding; a compiled model
 must agree to float32 noise, and with MUDMAN's adversary it does not: see README).
 
-    python scripts/bench_precision.py model=house
-    python scripts/bench_precision.py model=smollm2-135m batch_size=8 --loops 2 --rounds 2
-    python scripts/bench_precision.py model=house device=cuda   # on a GPU box
+    python -m scripts.bench precision model=house
+    python -m scripts.bench precision model=smollm2-135m batch_size=8 --loops 2 --rounds 2
+    python -m scripts.bench precision model=house device=cuda   # on a GPU box
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_trial import compose, sync
+from scripts.bench.common import compose, sync
 
 VARIANTS = ("float32", "bfloat16", "float32+compile")
 
@@ -51,7 +48,9 @@ def build_variant(model, name: str, targets):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench precision", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=house")
     parser.add_argument("--loops", type=int, default=6, help="loops per variant per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -159,7 +158,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
