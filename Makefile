@@ -18,7 +18,7 @@ PYTEST := $(OFFLINE) WANDB_MODE=disabled
 
 MAIN_ASSETS := --only smollm2-135m --only python-stdlib --only wikipedia
 
-.PHONY: help venv assets assets-main run test test-slow test-latest test-oldest lock lint clean-outputs
+.PHONY: help venv assets assets-main run test test-slow test-latest test-oldest lock lint bench clean-outputs
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -76,6 +76,9 @@ lock:  ## write constraints.txt from .venv-latest (after `make test-latest` pass
 lint: venv  ## ruff check + format check
 	$(BIN)/ruff check mudman tests scripts
 	$(BIN)/ruff format --check mudman tests scripts
+
+bench: venv  ## a benchmark, e.g. ARGS="trial model=house" (no ARGS: the list; docs/scripts.md)
+	$(PYTEST) $(BIN)/python -m scripts.bench $(or $(ARGS),--help)
 
 clean-outputs:  ## delete outputs/ (run and sweep directories)
 	rm -rf outputs
