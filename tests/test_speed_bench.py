@@ -9,7 +9,7 @@ from scripts.bench import gpu as bench_gpu
 from scripts.bench import precision as bench_precision
 from scripts.bench import sweep as bench_sweep
 from scripts.bench import trial as bench_trial
-from tests.conftest import tiny_jsonl_args
+from tests.conftest import REPO, tiny_jsonl_args
 
 
 def _tiny(text_files, tmp_path) -> list[str]:
@@ -78,3 +78,24 @@ def test_bench_memory_peaks_are_per_phase_not_the_process_high_water_mark():
     extra = bench.peak_bytes(cpu) - resident
     del small
     assert 60 * 2**20 <= extra < 128 * 2**20, extra / 2**20
+
+
+def test_one_entry_point_lists_every_benchmark_and_dispatches_to_it(capsys):
+    """``python -m scripts.bench``: --help gives each benchmark module with its one-line
+    summary; a name runs that module's own parser; an unknown name is refused, naming them."""
+    import pytest
+
+    from scripts.bench.__main__ import BENCHMARKS, main
+
+    modules = sorted(p.stem for p in (REPO / "scripts" / "bench").glob("*.py"))
+    assert sorted(BENCHMARKS) == [m for m in modules if m not in ("__init__", "__main__", "common")]
+    assert main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert "  trial " in listing and "Where a trial's time and memory go" in listing
+    assert len(listing.strip().splitlines()) == 2 + len(BENCHMARKS)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: python -m scripts.bench sweep" in capsys.readouterr().out
+    assert main(["nope"]) == 2
+    assert "unknown benchmark 'nope'; allowed: trial, precision" in capsys.readouterr().err
