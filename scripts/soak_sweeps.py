@@ -288,7 +288,7 @@ def run_soak(
         text=True,
         timeout=max(60.0, deadline - time.time()),
     )
-    figures = check_study(storage, n_trials, snapshot)
+    figures = check_study(storage, snapshot)
     figures.update(
         kills=len(events),
         sigkill=sum(e["signal"] == "SIGKILL" for e in events),
@@ -320,7 +320,7 @@ def run_soak(
     return figures
 
 
-def check_study(storage: str, n_trials: int, snapshot: dict | None) -> dict[str, Any]:
+def check_study(storage: str, snapshot: dict | None) -> dict[str, Any]:
     """The soak's checks on the final study."""
     from optuna.trial import TrialState
 
