@@ -29,7 +29,7 @@ from scripts.bench.common import HOG, REPO
 CHILD = r"""
 import json, resource, sys, time
 tree, overrides = sys.argv[1], json.loads(sys.argv[2])
-sys.path.insert(0, tree)
+sys.path.insert(0, tree)  # the tree under test is imported first: that is the measurement
 import os
 if os.environ.get("MUDMAN_BENCH_NO_MALLOPT") == "1":  # measure without the allocator tuning
     import mudman.runtime
