@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mudman.methods.components.adversaries import LoraAdversaries
+from mudman.methods.mudman.adversaries import LoraAdversaries
 
 peft = pytest.importorskip("peft")
 

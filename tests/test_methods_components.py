@@ -9,15 +9,15 @@ import torch
 
 from mudman.errors import ConfigError
 from mudman.methods import build_method
-from mudman.methods.components.adversaries import FullAdversaries, LoraAdversaries
-from mudman.methods.components.selection import (
+from mudman.methods.mudman import unlearning_direction_
+from mudman.methods.mudman.adversaries import FullAdversaries, LoraAdversaries
+from mudman.methods.mudman.variants import (
     ForgetMomentum,
     SplitRetainAccumulator,
     keep_least_disruptive_,
     only_shrinking_,
     signed_disruption,
 )
-from mudman.methods.mudman import unlearning_direction_
 from mudman.models.tiny import tiny_llama
 
 from .method_helpers import make_data, never_reject, prepare
@@ -104,7 +104,7 @@ def test_only_shrinking_never_grows_or_flips_a_weight():
 
 
 def test_only_shrink_in_the_loop_never_grows_weights_by_unlearning(compose, monkeypatch):
-    import mudman.methods.components.options as options
+    import mudman.methods.mudman.variants as options
 
     seen = []
     original = options.only_shrinking_

@@ -9,10 +9,9 @@ from mudman.errors import ConfigError
 from mudman.losses import cross_entropy, get_loss
 from mudman.methods import build_method
 from mudman.methods.base import batch_pairs
-from mudman.methods.components.options import MudmanOptions, locate_passes
 from mudman.methods.mudman import Mudman, global_norm, mask_disagreeing_, normalize_, use_weights
 from mudman.models.tiny import tiny_llama
-from tests.method_helpers import never_reject, prepare
+from tests.method_helpers import MudmanOptions, locate_passes, never_reject, prepare
 from tests.test_mudman_algorithm import make_data, method_cfg, run_method
 
 

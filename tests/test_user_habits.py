@@ -172,7 +172,7 @@ def test_bad_loss_kwargs_are_clear_errors(compose, overrides, message):
 
 def test_loss_kwargs_reach_the_loss(compose, monkeypatch):
     """The mapping given on the command line is what the loss is called with."""
-    import mudman.methods.mudman as mudman_method
+    import mudman.methods.mudman.loop as mudman_method
 
     seen = {}
     real = mudman_method.get_loss

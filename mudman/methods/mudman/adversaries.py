@@ -16,6 +16,17 @@ from __future__ import annotations
 
 import torch
 
+from mudman.methods.mudman.settings import MudmanSettings
+
+
+def build_adversaries(s: MudmanSettings) -> FullAdversaries | LoraAdversaries | None:
+    """The adversaries ``s`` asks for; None without meta-learning (``meta_learning=false``)."""
+    if not s.meta_learning:
+        return None
+    if s.adversary == "lora":
+        return LoraAdversaries(s.n_adversaries, s.adv_lr, s.lora_rank)
+    return FullAdversaries(s.n_adversaries, s.adv_lr, s.adv_decay, s.adv_update_scale)
+
 
 class FullAdversaries:
     """``count`` full copies of the targeted weights."""
