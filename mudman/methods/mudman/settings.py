@@ -62,21 +62,24 @@ class MudmanSettings:
     pass_accounting: Literal["paper", "executed"]
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "MudmanSettings":
-        """Check every key of ``cfg`` (missing ones: the shipped defaults) and the combinations."""
-        for key, hint in REMOVED_KEYS.items():
-            if key in cfg:
-                fail(key, cfg.get(key), hint)
+    def from_config(cls, cfg: DictConfig, check: bool = True) -> "MudmanSettings":
+        """The block's values (missing keys: the shipped defaults); ``check``: each field's type
+        and range, then the combinations, fail with a ``ConfigError`` naming key and value."""
         defaults = shipped_defaults()
-        values = {}
-        for f in dataclasses.fields(cls):
-            value = cfg.get(f.name) if f.name in cfg else defaults.get(f.name)
-            check_field(f, value)
-            values[f.name] = value
+        values = {
+            f.name: cfg.get(f.name) if f.name in cfg else defaults.get(f.name)
+            for f in dataclasses.fields(cls)
+        }
         settings = cls(**values)
-        for key, ok, allowed in COMBINATIONS:
-            if not ok(settings):
-                fail(key, getattr(settings, key), allowed)
+        if check:
+            for key, hint in REMOVED_KEYS.items():
+                if key in cfg:
+                    fail(key, cfg.get(key), hint)
+            for f in dataclasses.fields(cls):
+                check_field(f, values[f.name])
+            for key, ok, allowed in COMBINATIONS:
+                if not ok(settings):
+                    fail(key, getattr(settings, key), allowed)
         return settings
 
     @property
