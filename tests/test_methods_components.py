@@ -268,6 +268,24 @@ def test_unknown_or_incompatible_components_fail_at_config_time(compose, overrid
         build_method(compose(*overrides).method)
 
 
+def test_mudman_defaults_are_written_once_in_its_yaml():
+    """The typed schema and conf/method/mudman.yaml name the same keys, and a block that lacks
+    keys (built in code) takes the YAML's values: no default is restated in Python."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from mudman.methods.mudman.settings import MudmanSettings
+
+    shipped = OmegaConf.to_container(OmegaConf.load("conf/method/mudman.yaml"))
+    assert [f.name for f in dataclasses.fields(MudmanSettings)] == list(shipped)
+    for f in dataclasses.fields(MudmanSettings):
+        assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    minimal = OmegaConf.create({"name": "mine", "algorithm": "mudman", "forget_momentum": 0.5})
+    settings = MudmanSettings.from_config(minimal)
+    assert dataclasses.asdict(settings) == {**shipped, "name": "mine", "forget_momentum": 0.5}
+
+
 def test_locate_once_budget_must_leave_loops(compose):
     m = method(compose, "locate_once", "method.locate_once_batches=4")
     with pytest.raises(ConfigError, match=r"method.locate_once_batches=4"):

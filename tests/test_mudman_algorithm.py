@@ -236,3 +236,19 @@ def test_monitor_evaluates_every_k_passes_across_loop_boundaries():
     for _ in range(30):
         monitor.count(4)  # 4 passes per loop: 30 is crossed at 32, 60 at 60, 90 at 92, ...
     assert seen == [32, 60, 92, 120]
+
+
+def test_docs_show_the_loop_as_it_is_in_the_code():
+    """docs/methods.md prints ``Mudman.unlearn``'s loop beside Listing 1: it must not drift."""
+    import inspect
+    import pathlib
+    import re
+    import textwrap
+
+    from mudman.methods.mudman import Mudman
+
+    page = (pathlib.Path(__file__).parent.parent / "docs" / "methods.md").read_text()
+    shown = re.search(r"```python\n(for loop_num in range\(n_loops\):\n.*?)```", page, re.S)
+    assert shown, "docs/methods.md lost its copy of the loop"
+    source = textwrap.dedent(inspect.getsource(Mudman.unlearn))
+    assert textwrap.indent(shown.group(1), "    ") in source

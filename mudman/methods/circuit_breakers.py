@@ -10,8 +10,8 @@ LoRA. Adam state is two targeted-size tensors, freed with the original copy when
 
 What is kept from the original: relu(cos)-style rerouting on the chosen layers, an L2 retain
 distance on all hidden states after the embeddings (the original stacks all of them), the
-coefficient schedule, Adam. What changed, and why (measured on SmolLM2-135M, README
-"Methods and components"):
+coefficient schedule, Adam. What changed, and why (measured on SmolLM2-135M, docs/methods.md
+"Circuit breakers"):
 
 * Rerouting term ``relu(<h, o> / (|o| max(|h|, |o|)))`` (``relu_bounded_projection``) instead
   of ``relu(cos(h, o))``: the same value wherever |h| >= |o|, bounded in [0, 1], but with a

@@ -18,7 +18,7 @@ from mudman.errors import ConfigError
 from mudman.losses import LOSSES
 
 
-def within(allowed: str, ok: Callable[[Any], bool] = lambda v: True) -> Any:
+def within(allowed: str, ok: Callable[[Any], bool]) -> Any:
     """A field whose value must pass its type and ``ok``; ``allowed`` is what the error says."""
     return dataclasses.field(metadata={"allowed": allowed, "ok": ok})
 
@@ -34,18 +34,19 @@ class MudmanSettings:
 
     name: str
     algorithm: str
-    unlearning_rate: float = within("a number > 0", lambda v: v > 0)
-    retaining_rate: float = within("a number > 0", lambda v: v > 0)
-    retain_momentum: float = within("0 <= value < 1", lambda v: 0 <= v < 1)
-    normalization: Literal["none", "per_parameter", "global_pre_mask", "global_post_mask"]
     unlearning_loss: str = one_of(lambda: LOSSES.names())
     unlearning_loss_kwargs: Any  # null or a mapping (checked against the loss: mudman/config.py)
     masking: bool
+    normalization: Literal["none", "per_parameter", "global_pre_mask", "global_post_mask"]
     meta_learning: bool
+    unlearning_rate: float = within("a number > 0", lambda v: v > 0)
+    retaining_rate: float = within("a number > 0", lambda v: v > 0)
+    retain_momentum: float = within("0 <= value < 1", lambda v: 0 <= v < 1)
     adv_lr: float = within("a number > 0", lambda v: v > 0)
     adv_decay: float = within("0 <= value <= 1", lambda v: 0 <= v <= 1)
     fork_every_n_loops: int = within("an int >= 1", lambda v: v >= 1)
-    # appendix B/D variants (mudman/methods/mudman/variants.py)
+    pass_accounting: Literal["paper", "executed"]
+    # appendix B/D variants (variants.py)
     forget_momentum: float = within("0 <= value < 1 (0 = off)", lambda v: 0 <= v < 1)
     only_shrink: bool
     disruption_percentile: float | None = within(
@@ -59,7 +60,6 @@ class MudmanSettings:
     adv_update_scale: float = within("0 <= value <= 1 (0 = off)", lambda v: 0 <= v <= 1)
     locate_once: bool
     locate_once_batches: int = within("an int >= 1", lambda v: v >= 1)
-    pass_accounting: Literal["paper", "executed"]
 
     @classmethod
     def from_config(cls, cfg: DictConfig, check: bool = True) -> "MudmanSettings":
