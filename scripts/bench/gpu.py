@@ -2,8 +2,8 @@
 
 A 14M-parameter trial leaves a modern GPU mostly idle, so a study should run several trials
 concurrently on it: start N sweeper workers on the same study and the same device (each worker
-is its own process with its own CUDA context; see README "Many trials per GPU"). This script
-measures what that buys: for each model shape and each worker count it starts that many
+is its own process with its own CUDA context; docs/performance.md "Many trials per GPU"). This
+script measures what that buys: for each model shape and each worker count it starts that many
 processes, each running ``--trials`` paper-sized trials (MUDMAN unlearning with evaluations
 every 30 passes, then the SGD relearning attack) back to back, and reports trials per hour.
 

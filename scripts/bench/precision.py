@@ -4,7 +4,7 @@ Times the same MUDMAN loops (no evaluations) on copies of one model in each vari
 interleaved rounds so load drift on a shared machine hits all variants alike, and prints the
 median seconds per loop and the ratio to float32 eager, after a correctness check: the update
 of the first two loops, relative to float32 eager's (bf16 differs by rounding; a compiled model
-must agree to float32 noise, and with MUDMAN's adversary it does not: see README).
+must agree to float32 noise, and with MUDMAN's adversary it does not: docs/results.md).
 
     python -m scripts.bench precision model=house
     python -m scripts.bench precision model=smollm2-135m batch_size=8 --loops 2 --rounds 2
