@@ -18,7 +18,7 @@ PYTEST := $(OFFLINE) WANDB_MODE=disabled
 
 MAIN_ASSETS := --only smollm2-135m --only python-stdlib --only wikipedia
 
-.PHONY: help venv assets assets-main run test test-slow test-latest test-oldest lock lint bench clean-outputs
+.PHONY: help venv assets assets-main run test test-fast test-slow test-latest test-oldest lock lint bench clean-outputs
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -48,6 +48,10 @@ run: assets-main  ## the main job: one MUDMAN trial + baseline on SmolLM2-135M, 
 test: venv  ## lint + the offline test suite (tiny models built in code)
 	$(BIN)/ruff check mudman tests scripts
 	$(PYTEST) $(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: venv  ## lint + the tests that start no process (~1 min; `make test` runs them all)
+	$(BIN)/ruff check mudman tests scripts
+	$(PYTEST) $(BIN)/python -m pytest -q -m "not spawns" $(ARGS)
 
 test-slow: venv assets-main  ## also the opt-in tests on the real SmolLM2 asset
 	$(PYTEST) $(BIN)/python -m pytest -q --run-slow $(ARGS)
