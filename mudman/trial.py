@@ -9,7 +9,6 @@ objective and is not a valid sample (Optuna records it as PRUNED).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from mudman.attack.base import PASSES_PER_STEP, AttackStreams
 from mudman.attack.suite import AttackSpec, SuiteResult, run_suite, suite_settings
+from mudman.cache_keys import json_key
 from mudman.config import validate_config
 from mudman.console import bars_wanted
 from mudman.data.batching import TrialData
@@ -170,7 +170,7 @@ def baseline_key(cfg: DictConfig, tokenizer: Any = None) -> str:
     parts["device_type"] = resolve_device(cfg.device).type
     if parts["device_type"] == "cuda":  # TF32 changes the numbers; CPU keys stay as they were
         parts["tf32"] = bool(cfg.get("tf32", True))
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+    return json_key(parts, length=20)
 
 
 def read_cached_json(path: Path) -> dict | None:

@@ -12,8 +12,6 @@ warning naming it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -21,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mudman.cache_keys import cache_key, config_json
 from mudman.errors import ConfigError
 from mudman.results import current_umask
 
@@ -103,8 +102,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of the tokenizer's full definition, so a changed vocabulary invalidates caches."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-    extra = f"{tokenizer.bos_token}|{getattr(tokenizer, 'add_bos_token', None)}"
-    return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
+    # the definition and the BOS token run together (no "|" between them), as in the first
+    # fingerprints: kept so the token caches on disk stay valid
+    definition = f"{text}{tokenizer.bos_token}"
+    return cache_key(definition, getattr(tokenizer, "add_bos_token", None), length=16)
 
 
 def _atomic_save(tensor: torch.Tensor | dict, path: Path) -> None:
@@ -130,11 +131,10 @@ def examples_and_rows(
     from mudman.data.digests import inputs_digest, warn_corrupt
     from mudman.data.sources import load_texts
 
-    spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
     files = inputs_digest({key: spec}, cache_dir)  # a missing file fails here, named
-    digest = hashlib.sha256(
-        f"{spec_json}|{files}|{tokenizer_fingerprint(tokenizer)}|{context_len}".encode()
-    ).hexdigest()[:20]
+    digest = cache_key(
+        config_json(spec), files, tokenizer_fingerprint(tokenizer), context_len, length=20
+    )
     if digest in _MEMORY_CACHE:
         return _MEMORY_CACHE[digest]
     path = Path(cache_dir).expanduser() / "examples" / f"{digest}.pt" if cache_dir else None

@@ -8,12 +8,10 @@ sharing them is safe. One entry is kept: a grid that moves to other data frees t
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.cache_keys import json_key
 from mudman.data.batching import TrialData, build_trial_data, tokenizer_fingerprint
 
 
@@ -42,20 +40,17 @@ class DeviceDataCache:
             for side in ("forget", "retain")
             if data_cfg[side].get(data_cfg.source) is not None
         }
-        key = hashlib.sha256(
-            json.dumps(
-                [
-                    OmegaConf.to_container(data_cfg, resolve=True),
-                    inputs_digest(sides, cache_dir),  # an edited file: rebuilt, not reused
-                    tokenizer_fingerprint(tokenizer),
-                    context_len,
-                    batch_size,
-                    str(cache_dir),
-                    str(device),
-                ],
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
+        key = json_key(
+            [
+                OmegaConf.to_container(data_cfg, resolve=True),
+                inputs_digest(sides, cache_dir),  # an edited file: rebuilt, not reused
+                tokenizer_fingerprint(tokenizer),
+                context_len,
+                batch_size,
+                str(cache_dir),
+                str(device),
+            ]
+        )
         if key == self.key and self.data is not None:
             return self.data, True
         self.clear()  # free the old batches before building the new ones

@@ -10,7 +10,6 @@ relearning, minimize) and reports a Pareto front.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.cache_keys import cache_key, config_json
 from mudman.data.batching import tokenizer_fingerprint
 from mudman.errors import ConfigError, TrialRejected
 from mudman.evaluation.multiple_choice import (
@@ -44,10 +44,7 @@ def _task(spec: DictConfig, cache_dir: str | None, role: str):
 def _evaluator(
     spec: DictConfig, tokenizer, device: torch.device, cache_dir, batch_size: int, role: str
 ):
-    spec_json = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
-    key = hashlib.sha256(
-        f"{spec_json}|{tokenizer_fingerprint(tokenizer)}|{device}|{batch_size}".encode()
-    ).hexdigest()
+    key = cache_key(config_json(spec), tokenizer_fingerprint(tokenizer), device, batch_size)
     if key not in _EVALUATORS:
         task = _task(spec, cache_dir, role)
         _EVALUATORS[key] = MultipleChoiceEvaluator(task, tokenizer, device, batch_size)
@@ -107,8 +104,7 @@ class MultipleChoiceAccuracy(Objective):
     ) -> None:
         self.start_cache = None
         if cache_dir and untouched_key:
-            spec = json.dumps(OmegaConf.to_container(self.cfg, resolve=True), sort_keys=True)
-            digest = hashlib.sha256(f"{untouched_key}|{spec}".encode()).hexdigest()[:20]
+            digest = cache_key(untouched_key, config_json(self.cfg), length=20)
             self.start_cache = Path(cache_dir).expanduser() / "baselines" / f"mc-{digest}.json"
         batch = int(self.cfg.get("batch_size", 16))
         self.evaluators = {
