@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from mudman.evaluation.multiple_choice import MultipleChoiceTask, Question
+from mudman.evaluation.questions import MultipleChoiceTask, Question
 from mudman.models.tiny import tiny_llama
 
 LETTER_VOCAB = 261  # 256 bytes + " A".." D" + <|endoftext|>

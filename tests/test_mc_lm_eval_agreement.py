@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mudman.evaluation.multiple_choice import (
-    MultipleChoiceEvaluator,
-    MultipleChoiceTask,
-    Question,
-    continuations,
-)
+from mudman.evaluation.evaluator import MultipleChoiceEvaluator
+from mudman.evaluation.prompts import continuations
+from mudman.evaluation.questions import MultipleChoiceTask, Question
 from mudman.models.tiny import byte_tokenizer
 
 from .mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama

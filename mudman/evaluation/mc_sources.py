@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mudman.data.sources import read_jsonl_rows
 from mudman.errors import ConfigError
-from mudman.evaluation.multiple_choice import LETTERS, MAX_CHOICES, MIN_CHOICES, Question
+from mudman.evaluation.questions import LETTERS, MAX_CHOICES, MIN_CHOICES, Question
 from mudman.registry import Registry
 
 McLoader = Callable[[DictConfig, str, "str | None"], list[Question]]

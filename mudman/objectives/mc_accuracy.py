@@ -20,12 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from mudman.cache_keys import cache_key, config_json
 from mudman.data.batching import tokenizer_fingerprint
 from mudman.errors import ConfigError, TrialRejected
-from mudman.evaluation.multiple_choice import (
-    MultipleChoiceEvaluator,
-    check_scoring,
-    load_task,
-    metric_names,
-)
+from mudman.evaluation.evaluator import MultipleChoiceEvaluator
+from mudman.evaluation.metrics import metric_names
+from mudman.evaluation.questions import check_scoring
+from mudman.evaluation.tasks import load_task
 from mudman.objectives.base import OBJECTIVES, Objective
 from mudman.results import write_json_atomic
 
