@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-from omegaconf import DictConfig
 
 
 class Tracker:
@@ -23,14 +20,3 @@ class Tracker:
 
 class NullTracker(Tracker):
     """``logger=none``: tracking disabled."""
-
-
-def build_tracker(logger_cfg: DictConfig, config: dict, run_dir: Path) -> Tracker:
-    """Create the tracker named by ``logger.name`` (``wandb`` or ``none``)."""
-    if logger_cfg.name == "none":
-        return NullTracker()
-    if logger_cfg.name == "wandb":
-        from mudman.tracking.wandb_tracker import WandbTracker
-
-        return WandbTracker(logger_cfg, config, run_dir)
-    raise ValueError(f"logger.name={logger_cfg.name!r} is not allowed; allowed: wandb, none")
