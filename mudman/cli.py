@@ -17,12 +17,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.assets import MissingAssetError
+from mudman.config import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman")
-CONFIG_DIR = str(
-    Path(__file__).resolve().parent.parent / "conf"
-)  # repo checkout (editable install)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -63,7 +61,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return record
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -1,25 +1,26 @@
-"""Checks on the composed config that must pass before any model or dataset is loaded.
+"""Where the config lives (``CONF_DIR``) and the checks on the composed config that must pass
+before any model or dataset is loaded.
 
-Every message names the key, the offending value and what is allowed.
+Every message names the key, the offending value and what is allowed. The components whose
+checks :func:`validate_config` calls are imported inside it: the entry points import this
+module for ``CONF_DIR`` when Hydra starts, which must not wait for torch.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mudman.attack.base import check_relearn_passes
-from mudman.attack.suite import validate_attacks
-from mudman.data.batching import split_seed_of
 from mudman.errors import ConfigError
-from mudman.methods import UnlearningMethod, build_method
-from mudman.models.loading import DTYPES
-from mudman.models.targets import validate_target_patterns
-from mudman.objectives import build_objective
-from mudman.runtime import check_threads
+
+if TYPE_CHECKING:
+    from mudman.methods import UnlearningMethod
+
+# The config groups (conf/ in the repository checkout; the package is installed editable).
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
@@ -41,9 +42,6 @@ def _select(cfg: DictConfig, dotted: str):
     for part in dotted.split("."):
         node = node.get(part) if node is not None else None
     return node
-
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @cache
@@ -103,6 +101,15 @@ def check_types(node: DictConfig, group: str, name: str) -> None:
 
 def validate_config(cfg: DictConfig) -> UnlearningMethod:
     """Validate everything checkable without loading; return the built method."""
+    from mudman.attack.base import check_relearn_passes
+    from mudman.attack.suite import validate_attacks
+    from mudman.data.batching import split_seed_of
+    from mudman.methods import build_method
+    from mudman.models.loading import DTYPES
+    from mudman.models.targets import validate_target_patterns
+    from mudman.objectives import build_objective
+    from mudman.runtime import check_threads
+
     _int(cfg, "batch_size", 1)
     context_len = _int(cfg, "context_len", 2)
     max_context = cfg.model.get("max_context")

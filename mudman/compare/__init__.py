@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.config import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman.compare")
@@ -80,13 +81,12 @@ def method_fingerprints(
 
 def run_comparison(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> int:
     """Run (or resume) the comparison into ``run_dir``; returns the process exit code."""
-    from mudman.cli import CONFIG_DIR
     from mudman.compare.driver import Comparison, TrialLauncher, comparison_lock, execute
     from mudman.compare.plan import read_settings
     from mudman.compare.summary import console_table, figure, markdown_table, summarize
     from mudman.results import write_json_atomic
 
-    settings = read_settings(cfg, known_methods(Path(CONFIG_DIR)))
+    settings = read_settings(cfg, known_methods(CONF_DIR))
     overrides = shared_overrides(task_overrides, settings.rate_key)
     maximize = str(cfg.objective.direction) == "maximize"
     fingerprints = method_fingerprints(overrides, settings)

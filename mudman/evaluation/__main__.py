@@ -10,16 +10,15 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from mudman.assets import MissingAssetError
+from mudman.config import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent.parent / "conf")
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -61,7 +60,7 @@ def evaluate(cfg: DictConfig) -> dict:
     }
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval_mc")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval_mc")
 def main(cfg: DictConfig) -> None:
     try:
         summary = evaluate(cfg)
