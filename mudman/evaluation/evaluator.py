@@ -1,8 +1,8 @@
 """Scores a model on a multiple-choice task the way lm-evaluation-harness does (0-shot
 loglikelihood): the prompts and continuations of ``prompts.py``, split into tokens by
 ``encoding.py``, padded once by ``batches.py``; each call is then forwards only, and the
-log-likelihoods become the metrics of ``metrics.py``. A trial or sweep can so score many models
-(or one model many times) without re-tokenizing.
+log-likelihoods become the metrics of ``metrics.py``. So a trial or sweep scores many models (or
+one model many times) without re-tokenizing.
 """
 
 from __future__ import annotations
