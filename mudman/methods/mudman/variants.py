@@ -5,18 +5,23 @@ it) and then replaces or wraps one of the loop's four steps (``Steps.retain``, `
 ``.direction``, ``.update`` in loop.py); with every key at its default nothing here runs and
 the loop is Algorithm 1. The adversary variants (LoRA, several adversaries, decay) are the
 adversaries themselves: adversaries.py. Normalization variants and ``masking=false`` are
-arguments of ``unlearning_direction_`` in loop.py.
+arguments of ``unlearning_direction_`` in direction.py.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-import mudman.methods.mudman.loop as loop
+from mudman.methods.mudman import direction
 from mudman.methods.mudman.settings import MudmanSettings
 
+if TYPE_CHECKING:
+    from mudman.methods.mudman.loop import Steps
 
-def plug_in_variants(steps: loop.Steps, s: MudmanSettings, data, monitor) -> None:
+
+def plug_in_variants(steps: Steps, s: MudmanSettings, data, monitor) -> None:
     """Replace or wrap the steps of every switched-on variant (order: replacements first)."""
     if not s.meta_learning:
         if s.locate_once:
@@ -34,11 +39,11 @@ def plug_in_variants(steps: loop.Steps, s: MudmanSettings, data, monitor) -> Non
 
 
 # ---------------------------------------------------------------- no meta-learning (ablation)
-def without_adversary(steps: loop.Steps) -> None:
+def without_adversary(steps: Steps) -> None:
     """``meta_learning=false``: the unlearning gradient is taken on the base weights."""
 
     def forget(loop_num: int, forget_batch: torch.Tensor) -> dict:
-        loop.use_weights(steps.params, steps.base)
+        direction.use_weights(steps.params, steps.base)
         logits = steps.model(input_ids=forget_batch).logits
         grads = torch.autograd.grad(steps.unlearning_loss(logits, forget_batch), steps.targets)
         return dict(zip(steps.params, grads, strict=True))
@@ -47,7 +52,7 @@ def without_adversary(steps: loop.Steps) -> None:
 
 
 # ---------------------------------------------------------------- locate once (D.5)
-def locate_once(steps: loop.Steps, s: MudmanSettings, data, monitor) -> None:
+def locate_once(steps: Steps, s: MudmanSettings, data, monitor) -> None:
     """``locate_once=true``: no adversary, no per-loop forget pass; the unlearning gradient is
     aggregated over forget batches of the initial model, before any unlearning, and reused
     (masked against the live retain accumulator) every loop."""
@@ -76,7 +81,7 @@ def locate_passes(s: MudmanSettings) -> int:
 
 
 # ---------------------------------------------------------------- forget momentum (D.4)
-def forget_momentum(steps: loop.Steps, s: MudmanSettings) -> None:
+def forget_momentum(steps: Steps, s: MudmanSettings) -> None:
     """``forget_momentum > 0``: the step follows a decaying average of unlearning gradients."""
     momentum, forget = ForgetMomentum(steps.base, s.forget_momentum), steps.forget
     steps.forget = lambda loop_num, forget_batch: momentum(forget(loop_num, forget_batch))
@@ -107,7 +112,7 @@ class ForgetMomentum:
 HELPFUL_SCALE = {"signed": 1.0, "absolute": -1.0}
 
 
-def disruption_percentiles(steps: loop.Steps, s: MudmanSettings) -> None:
+def disruption_percentiles(steps: Steps, s: MudmanSettings) -> None:
     """Split the retain accumulator (non-signed aggregation) and select by percentile."""
     disruption = signed_disruption(steps.acc)
     if s.retain_aggregation != "signed":
@@ -123,11 +128,11 @@ def disruption_percentiles(steps: loop.Steps, s: MudmanSettings) -> None:
         steps.retain, disruption = retain_and_split, split.disruption
 
     def least_disruptive(grads: dict) -> None:  # norm before selection, as before masking
-        norm = loop.global_norm(grads)
+        norm = direction.global_norm(grads)
         keep_least_disruptive_(grads, disruption, s.disruption_percentile)
         if s.normalization == "global_post_mask":
-            norm = loop.global_norm(grads)
-        loop.normalize_(grads, s.normalization, norm, steps.n_elements)
+            norm = direction.global_norm(grads)
+        direction.normalize_(grads, s.normalization, norm, steps.n_elements)
 
     if s.disruption_percentile is not None:
         steps.direction = least_disruptive
@@ -175,7 +180,7 @@ def keep_least_disruptive_(grads: dict, disruption, percentile: float) -> None:
 
 
 # ---------------------------------------------------------------- only shrink (D.3)
-def only_shrink(steps: loop.Steps) -> None:
+def only_shrink(steps: Steps) -> None:
     """``only_shrink=true``: drop update entries that would grow |w|; stop the others at 0."""
 
     def update(grads: dict) -> list:
@@ -195,7 +200,7 @@ def only_shrinking_(update: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- adversary update (D.5)
-def adversary_follows_base(steps: loop.Steps, s: MudmanSettings) -> None:
+def adversary_follows_base(steps: Steps, s: MudmanSettings) -> None:
     """``adv_update_scale > 0``: full adversaries also take every base update times the scale."""
     adversaries, retain, update = steps.adversaries, steps.retain, steps.update
 
