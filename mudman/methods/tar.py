@@ -23,7 +23,11 @@ released after it.
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 import torch
+from omegaconf import OmegaConf
 
 from mudman.errors import ConfigError
 from mudman.losses import cross_entropy
@@ -42,6 +46,14 @@ REPRESENTATION_DISTANCES = {
     "squared_l2": mean_squared_l2,
     "relative_l2": mean_relative_l2,
 }
+
+
+@cache
+def shipped_default(key: str) -> Any:
+    """A key's value in conf/method/tar.yaml: the one place TAR's defaults are written."""
+    from mudman.config import CONF_DIR  # here: mudman.config imports the method registry
+
+    return OmegaConf.load(CONF_DIR / "method" / "tar.yaml")[key]
 
 
 @METHODS.register("tar")
@@ -63,14 +75,14 @@ class Tar(Mudman):
             isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0,
             "a number >= 0",
         )
-        distance = c.get("representation_distance", "relative_squared_l2")
+        distance = c.get("representation_distance", shipped_default("representation_distance"))
         require(
             c,
             "representation_distance",
             distance in REPRESENTATION_DISTANCES,
             ", ".join(REPRESENTATION_DISTANCES),
         )
-        skip = c.get("representation_skip_first", 0)
+        skip = c.get("representation_skip_first", shipped_default("representation_skip_first"))
         require(
             c,
             "representation_skip_first",
@@ -81,13 +93,14 @@ class Tar(Mudman):
     def representation_term(self, hidden: tuple, original: tuple) -> torch.Tensor:
         """The configured distance over every hidden state but the last (as the reference)."""
         c = self.cfg
-        skip = c.get("representation_skip_first", 0)
+        skip = c.get("representation_skip_first", shipped_default("representation_skip_first"))
         if hidden[0].shape[1] <= skip:
             raise ConfigError(
                 f"method.representation_skip_first={skip} leaves no position of a "
                 f"{hidden[0].shape[1]}-token batch; allowed: less than context_len"
             )
-        distance = REPRESENTATION_DISTANCES[c.get("representation_distance", "relative_squared_l2")]
+        name = c.get("representation_distance", shipped_default("representation_distance"))
+        distance = REPRESENTATION_DISTANCES[name]
         return distance(hidden[:-1], original[:-1], skip_first=skip)
 
     def retain_loss(self, model, retain_batch: torch.Tensor) -> torch.Tensor:
