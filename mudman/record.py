@@ -53,6 +53,8 @@ class JsonRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         """A record from a JSON object, as written by this or an older version."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"holds a {type(data).__name__}, not a JSON object")
         known = {f.name: f for f in cls.schema()}
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
