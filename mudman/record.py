@@ -356,7 +356,7 @@ def schema_markdown() -> str:
         lines = [
             f"#### `{cls.__name__}`",
             "",
-            (cls.__doc__ or "").strip(),
+            (cls.__doc__ or "").strip().replace("``", "`"),
             "",
             "| field | type | meaning | when unset | Optuna attr |",
             "|---|---|---|---|---|",
