@@ -298,7 +298,9 @@ def describe(cfg: DictConfig, run: Prepared) -> TrialRecord:
     )
 
 
-def measure_untouched(run: Prepared, tracker: Tracker, timings: dict[str, float]) -> dict:
+def measure_untouched(
+    run: Prepared, tracker: Tracker, timings: dict[str, float]
+) -> dict[str, float]:
     """Forget and retain loss of the untouched model (the retain budget counts from here)."""
     with timed(timings, "initial_eval_s"):
         initial = forget_retain_losses(run.model, run.data.forget_eval, run.data.retain_eval)
