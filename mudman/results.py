@@ -1,4 +1,4 @@
-"""Writing and showing a trial's results."""
+"""Writing a trial's results atomically, and showing them (the schema: mudman/record.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from mudman.record import TrialRecord
 
 
 def current_umask() -> int:
@@ -72,17 +74,16 @@ def _gain(value: float | None, base: float | None, better: str) -> float | None:
     return value - base if better == "higher" else base - value
 
 
-def attack_lines(record: dict[str, Any], better: str) -> list[str]:
+def attack_lines(record: TrialRecord, better: str) -> list[str]:
     """One line per attack of a suite: its value, the baseline's under the same attack and the
     gain; the worst case (the objective) is marked."""
-    baseline = {
-        a["label"]: a.get("value") for a in (record.get("baseline") or {}).get("attacks") or []
-    }
+    baseline = record.baseline_attack_values
+    attacks = record.attacks or []
     rows = [("attack", "value", "baseline", "gain", "")]
-    for entry in record["attacks"]:
+    for entry in attacks:
         base = baseline.get(entry["label"])
         gain = _gain(entry.get("value"), base, better)
-        worst = "<- worst case" if entry["label"] == record.get("worst_attack") else ""
+        worst = "<- worst case" if entry["label"] == record.worst_attack else ""
         rows.append(
             (
                 entry["label"],
@@ -94,17 +95,19 @@ def attack_lines(record: dict[str, Any], better: str) -> list[str]:
         )
     width = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [
-        f"attacks ({len(record['attacks'])}, each from the same unlearned weights, "
-        f"{record['attacks'][0].get('passes', '?')} passes each; the objective is the "
+        f"attacks ({len(attacks)}, each from the same unlearned weights, "
+        f"{attacks[0].get('passes', '?')} passes each; the objective is the "
         "worst case):"
     ]
     lines += ["  " + "  ".join(c.ljust(width[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     return lines
 
 
-def format_table(record: dict[str, Any]) -> str:
-    """A short human summary: losses per phase, the objective and the baseline."""
-    losses = record.get("losses", {})
+def format_table(results: dict[str, Any]) -> str:
+    """A short human summary of a results record: losses per phase, the objective and the
+    baseline."""
+    record = TrialRecord.from_json(results)
+    losses = record.losses or {}
     rows = [("phase", "forget loss", "retain loss")]
     for phase in ("initial", "after_unlearning", "after_relearning"):
         if phase in losses:
@@ -119,37 +122,36 @@ def format_table(record: dict[str, Any]) -> str:
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in width))
-    lines.append(f"retain loss limit (initial + budget): {_fmt(record.get('retain_loss_limit'))}")
-    if record["status"] == "rejected":
+    lines.append(f"retain loss limit (initial + budget): {_fmt(record.retain_loss_limit)}")
+    if record.status == "rejected":
         lines.append(
-            f"REJECTED: {record['rejection']['reason']} "
-            f"(after {record['rejection']['passes']} passes)"
+            f"REJECTED: {record.rejection.reason} (after {record.rejection.passes} passes)"
         )
-    evaluations = record.get("evaluations") or []
+    evaluations = record.evaluations or []
     if evaluations:
         keys = list(evaluations[0][1])
         lines.append("multiple-choice evaluations (passes: " + ", ".join(keys) + "):")
         for passes, values in evaluations:
             lines.append(f"  {passes:>5}: " + "  ".join(_fmt(values.get(k)) for k in keys))
-    better = "higher" if record.get("direction", "maximize") == "maximize" else "lower"
-    if record["status"] != "rejected":
-        for name, value in (record.get("objectives") or {"objective": record["objective"]}).items():
+    better = "higher" if (record.direction or "maximize") == "maximize" else "lower"
+    if record.status != "rejected":
+        for name, value in (record.objectives or {"objective": record.objective}).items():
             meaning = OBJECTIVE_MEANINGS.get(name, "")
             lines.append(f"objective {name}{meaning}: {_fmt(value)}")
         lines[-1] += f" ({better} = more robust unlearning)"
-    attacks = record.get("attacks") or []
+    attacks = record.attacks or []
     if len(attacks) > 1:
         lines.extend(attack_lines(record, better))
-    if record.get("baseline"):
-        base = record["baseline"]["objective"]
-        several = len(attacks) > 1 or len(record["baseline"].get("attacks") or []) > 1
+    if record.baseline:
+        base = record.baseline_objective
+        several = len(attacks) > 1 or len(record.baseline.get("attacks") or []) > 1
         same = "same attacks, worst case" if several else "same relearning"
         line = f"baseline ({same}, no unlearning): {_fmt(base)}"
-        if record["objective"] is not None:
-            gain = record["objective"] - base if better == "higher" else base - record["objective"]
+        if record.objective is not None:
+            gain = record.objective - base if better == "higher" else base - record.objective
             line += f"   gain over baseline: {gain:+.4f} (positive = more robust)"
         lines.append(line)
-    timings = record.get("timings", {})
+    timings = record.timings or {}
     lines.append(
         "time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items())
     )

@@ -1,4 +1,11 @@
-"""One trial, top to bottom: load, unlearn (with the retain-budget check), relearn, score.
+"""One trial, top to bottom: prepare, unlearn (with the retain-budget check), relearn, score.
+
+``run_trial`` reads as its steps (docs/trial.md): ``prepare`` (device, model, batches),
+``describe`` (the record's header), ``measure_untouched`` and ``start_objective`` (the
+untouched model's losses and scores), ``watch`` (the monitor of unlearning), ``unlearn``,
+``relearn`` (the attack or attack suite), ``score`` or ``reject``, ``close`` (what the
+monitor saw) and, with ``compare_baseline``, ``run_baseline``. Each fills its part of one
+``TrialRecord`` (mudman/record.py), the schema of ``results.json``.
 
 The objective (``conf/objective/``) is by default the minimum forget loss the relearning
 attack reaches (higher = more robust unlearning); the WMDP study's is multiple-choice accuracy
@@ -15,6 +22,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,7 @@ from mudman.models.loading import (
 )
 from mudman.models.targets import select_target_params
 from mudman.objectives import Objective, build_objective
+from mudman.record import Passes, Rejection, TrialRecord
 from mudman.results import write_json_atomic
 from mudman.runtime import apply_thread_policy, tune_allocator
 from mudman.tracking.base import NullTracker, Tracker
@@ -219,25 +228,34 @@ def run_baseline(
     return {**record, "cached": False}
 
 
-def run_trial(
-    cfg: DictConfig, tracker: Tracker | None = None, method: UnlearningMethod | None = None
-) -> dict[str, Any]:
-    """Run one trial and return its results record (see README, "results.json").
+@dataclass
+class Prepared:
+    """What a trial runs on: device and precision, the model and its targeted weights, the
+    batches (already on the device)."""
 
-    ``method`` is the already validated method when the caller checked the config first.
-    The timings' parts sum to ``total_s``: what no phase measured is ``other_s``.
-    """
-    wall_start = time.perf_counter()
-    tracker = tracker or NullTracker()
-    timings: dict[str, float] = {}
-    method = method or validate_config(cfg)  # before anything heavy
-    objective = build_objective(cfg.objective)
+    device: torch.device
+    dtype: torch.dtype
+    tf32: bool
+    threads: int
+    model: Any
+    tokenizer: Any
+    data: TrialData
+    data_reused: bool
+    params: dict[str, torch.nn.Parameter]
+
+    def release_model(self) -> None:
+        """Free the trial's model before the baseline loads another."""
+        self.model = self.params = None
+
+
+def prepare(cfg: DictConfig, timings: dict[str, float]) -> Prepared:
+    """Pick device and precision, load the model and the batches, and make only the targeted
+    weights trainable (no weight gradients for the rest)."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, cfg.model.dtype, device)
     tf32 = set_tf32(device, bool(cfg.get("tf32", True)))
     threads = apply_thread_policy(cfg.get("threads", "auto"), device)  # docs/performance.md
     tune_allocator()
-
     with timed(timings, "load_s"):
         model, tokenizer = load_model_and_tokenizer(cfg.model, device, dtype, cfg.paths.cache_dir)
     with timed(timings, "data_s"):  # built on the device once per process (per study worker)
@@ -253,38 +271,75 @@ def run_trial(
     params = select_target_params(model, cfg.target_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in params)  # no weight gradients for untargeted parameters
+    return Prepared(device, dtype, tf32, threads, model, tokenizer, data, data_reused, params)
 
-    record: dict[str, Any] = {
-        "status": "running",
-        "objective": None,
-        "direction": str(cfg.objective.direction),
-        "rejection": None,
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "tf32": tf32,
-        "threads": threads,
-        "data_reused": data_reused,
-        "data_rows": data.rows,  # per source: rows read, kept, too short, duplicates
-        "targets": list(params),
-        "n_targeted_params": sum(p.numel() for p in params.values()),
-        "n_model_params": sum(p.numel() for p in model.parameters()),
-        "n_batches": {
+
+def describe(cfg: DictConfig, run: Prepared) -> TrialRecord:
+    """The record's header: what runs where, before anything is measured."""
+    data = run.data
+    return TrialRecord(
+        status="running",
+        direction=str(cfg.objective.direction),
+        device=str(run.device),
+        dtype=str(run.dtype).removeprefix("torch."),
+        tf32=run.tf32,
+        threads=run.threads,
+        data_reused=run.data_reused,
+        data_rows=data.rows,  # per source: rows read, kept, too short, duplicates
+        targets=list(run.params),
+        n_targeted_params=sum(p.numel() for p in run.params.values()),
+        n_model_params=sum(p.numel() for p in run.model.parameters()),
+        n_batches={
             "forget_train": len(data.forget_train),
             "retain_train": len(data.retain_train),
             "forget_val": len(data.forget_val),
             "retain_val": len(data.retain_val),
         },
-    }
+    )
+
+
+def measure_untouched(
+    run: Prepared, tracker: Tracker, timings: dict[str, float]
+) -> dict[str, float]:
+    """Forget and retain loss of the untouched model (the retain budget counts from here)."""
     with timed(timings, "initial_eval_s"):
-        losses = {"initial": forget_retain_losses(model, data.forget_eval, data.retain_eval)}
-    tracker.log({f"unlearn/{k}": v for k, v in losses["initial"].items()}, step=0)
+        initial = forget_retain_losses(run.model, run.data.forget_eval, run.data.retain_eval)
+    tracker.log({f"unlearn/{k}": v for k, v in initial.items()}, step=0)
+    return initial
+
+
+def start_objective(
+    cfg: DictConfig,
+    run: Prepared,
+    objective: Objective,
+    tracker: Tracker,
+    timings: dict[str, float],
+) -> dict[str, float]:
+    """Ready the objective's evaluations and score the untouched model (e.g. WMDP and MMLU);
+    empty for an objective that only scores after relearning."""
     with timed(timings, "evaluation_setup_s"):
         objective.prepare(
-            tokenizer, device, cfg.paths.cache_dir, untouched_key=baseline_key(cfg, tokenizer)
+            run.tokenizer,
+            run.device,
+            cfg.paths.cache_dir,
+            untouched_key=baseline_key(cfg, run.tokenizer),
         )
-        initial_scores = objective.start(model)  # e.g. WMDP and MMLU of the untouched model
+        initial_scores = objective.start(run.model)
     if initial_scores:
         tracker.log({f"eval/{k}": v for k, v in initial_scores.items()}, step=0)
+    return initial_scores
+
+
+def watch(
+    cfg: DictConfig,
+    run: Prepared,
+    objective: Objective,
+    tracker: Tracker,
+    initial: dict[str, float],
+) -> PassMonitor:
+    """The monitor of unlearning: evaluates every ``eval_every_passes``, logs, rejects a trial
+    over the retain budget or with a non-finite loss, and runs the objective's probes (the
+    capability guard)."""
 
     def log_eval(passes: int, values: dict[str, float]) -> None:
         log.info("eval %4d passes: %s", passes, _fmt(values))
@@ -292,14 +347,14 @@ def run_trial(
 
     def probe(passes: int) -> None:
         try:
-            values = objective.probe(model, passes)
+            values = objective.probe(run.model, passes)
         except TrialRejected as rejected:
             log_eval(passes, rejected.losses)  # the values that tripped the guard
             raise
         log_eval(passes, values)
 
     def evaluate() -> dict[str, float]:
-        return forget_retain_losses(model, data.forget_eval, data.retain_eval)
+        return forget_retain_losses(run.model, run.data.forget_eval, run.data.retain_eval)
 
     def on_eval(passes: int, values: dict[str, float]) -> None:
         log.info(
@@ -310,75 +365,152 @@ def run_trial(
         )
         tracker.log({f"unlearn/{k}": v for k, v in values.items()}, step=passes)
 
-    monitor = PassMonitor(
+    return PassMonitor(
         evaluate,
         cfg.eval_every_passes,
         cfg.retain_loss_budget,
-        losses["initial"]["retain_loss"],
+        initial["retain_loss"],
         on_eval,
         probes=[(objective.probe_every_passes, probe)] if objective.probe_every_passes else [],
         pause_budget=cfg.get("retain_pause_budget"),
     )
-    n_loops = method.n_loops(cfg.unlearn_passes)
-    record["passes"] = {
-        "unlearning_budget": cfg.unlearn_passes,
-        "per_loop": method.passes_per_loop(),
-        "loops": n_loops,
-        "relearning": cfg.relearn_passes,
-    }
+
+
+def plan_passes(cfg: DictConfig, method: UnlearningMethod) -> Passes:
+    """The pass budgets: how many loops of the method the unlearning budget allows."""
+    return Passes(
+        unlearning_budget=cfg.unlearn_passes,
+        per_loop=method.passes_per_loop(),
+        loops=method.n_loops(cfg.unlearn_passes),
+        relearning=cfg.relearn_passes,
+    )
+
+
+def unlearn(
+    cfg: DictConfig,
+    method: UnlearningMethod,
+    run: Prepared,
+    monitor: PassMonitor,
+    n_loops: int,
+    timings: dict[str, float],
+) -> dict[str, float] | None:
+    """Re-seed (as the paper does) and run the method's loops; the monitor judges the final
+    weights too. Returns the last evaluation's losses, ``None`` when none ran (raises
+    ``TrialRejected``)."""
     set_seed(cfg.seed)
+    with (
+        timed(timings, "unlearning_s"),
+        _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar,
+    ):
+        method.unlearn(run.model, run.params, run.data, n_loops, monitor, progress=bar)
+        if n_loops:
+            monitor.finish()  # always judge the final weights
+    return monitor.history[-1][1] if monitor.history else None
+
+
+def relearn(
+    cfg: DictConfig,
+    run: Prepared,
+    objective: Objective,
+    tracker: Tracker,
+    step_offset: int,
+    timings: dict[str, float],
+) -> SuiteResult:
+    """Attack the unlearned model (each attack of a suite from the same weights); the
+    objective scores each attacked model inside, so that time moves to ``scoring_s``."""
+    with timed(timings, "relearning_s"):
+        suite = attack(run.model, run.data, cfg, tracker, objective, step_offset=step_offset)
+    timings["scoring_s"] = suite.scoring_s
+    timings["relearning_s"] = round(timings["relearning_s"] - suite.scoring_s, 3)
+    return suite
+
+
+def score(record: TrialRecord, suite: SuiteResult, objective: Objective) -> dict[str, float]:
+    """A completed trial: the worst-case attack's value is the objective. Returns the losses
+    after relearning."""
+    curve, scores = suite.worst.curve, suite.worst.scores
+    attacks = suite_record(suite)
+    record.attacks, record.worst_attack = attacks["attacks"], attacks["worst_attack"]
+    record.passes.attacks = {o.label: o.passes for o in suite.outcomes}
+    record.passes.attack_total = suite.passes
+    record.objective = scores["objective"]
+    record.scores = scores
+    values = objective.values(record.to_json())
+    record.objectives = dict(zip(objective.names, values, strict=True))
+    record.directions = objective.directions
+    record.status = "completed"
+    record.curves = {"relearning": curve}
+    return {"forget_loss": curve[-1][1]}
+
+
+def reject(record: TrialRecord, rejected: TrialRejected) -> None:
+    """A rejected trial: no objective, and why (not a valid sample)."""
+    record.status = "rejected"
+    record.rejection = Rejection(
+        reason=rejected.reason, passes=rejected.passes_done, losses=rejected.losses
+    )
+
+
+def close(
+    record: TrialRecord,
+    monitor: PassMonitor,
+    losses: dict[str, dict[str, float]],
+    evaluations: list | None,
+) -> None:
+    """What the monitor saw, whatever the outcome: passes done, the unlearning curve, the
+    retain limit and the losses per phase."""
+    record.passes.unlearning_done = monitor.passes
+    record.passes.paused_loops = monitor.paused_loops
+    record.evaluations = evaluations  # [passes, {task/metric: value}]
+    unlearning = [[passes, v["forget_loss"], v["retain_loss"]] for passes, v in monitor.history]
+    record.curves = {**(record.curves or {}), "unlearning": unlearning}
+    record.retain_loss_limit = monitor.retain_limit
+    record.losses = losses
+
+
+def summary_of(record: TrialRecord) -> dict[str, Any]:
+    """The tracker's run summary."""
+    summary = {"objective": record.objective, "status": record.status}
+    if record.baseline:
+        summary["baseline_objective"] = record.baseline_objective
+    return summary
+
+
+def run_trial(
+    cfg: DictConfig, tracker: Tracker | None = None, method: UnlearningMethod | None = None
+) -> dict[str, Any]:
+    """Run one trial and return its record as ``results.json`` holds it (docs/trial.md).
+
+    ``method`` is the already validated method when the caller checked the config first.
+    The timings' parts sum to ``total_s``: what no phase measured is ``other_s``.
+    """
+    started_at = time.perf_counter()
+    tracker = tracker or NullTracker()
+    timings: dict[str, float] = {}
+    method = method or validate_config(cfg)  # before anything heavy
+    objective = build_objective(cfg.objective)
+
+    run = prepare(cfg, timings)
+    record = describe(cfg, run)
+    losses = {"initial": measure_untouched(run, tracker, timings)}
+    initial_scores = start_objective(cfg, run, objective, tracker, timings)
+    monitor = watch(cfg, run, objective, tracker, losses["initial"])
+    record.passes = plan_passes(cfg, method)
     try:
-        with (
-            timed(timings, "unlearning_s"),
-            _bar(cfg, n_loops, f"unlearn ({cfg.method.name})") as bar,
-        ):
-            method.unlearn(model, params, data, n_loops, monitor, progress=bar)
-            if n_loops:
-                monitor.finish()  # always judge the final weights
-        losses["after_unlearning"] = (
-            monitor.history[-1][1] if monitor.history else dict(losses["initial"])
-        )
-        with timed(timings, "relearning_s"):
-            suite = attack(model, data, cfg, tracker, objective, step_offset=monitor.passes)
-        timings["scoring_s"] = suite.scoring_s  # each attacked model is scored inside
-        timings["relearning_s"] = round(timings["relearning_s"] - suite.scoring_s, 3)
-        curve, scores = suite.worst.curve, suite.worst.scores
-        losses["after_relearning"] = {"forget_loss": curve[-1][1]}
-        record.update(suite_record(suite))
-        record["passes"]["attacks"] = {o.label: o.passes for o in suite.outcomes}
-        record["passes"]["attack_total"] = suite.passes
-        record["objective"] = scores["objective"]
-        record["scores"] = scores
-        record["objectives"] = dict(zip(objective.names, objective.values(record), strict=True))
-        record["directions"] = objective.directions
-        record["status"] = "completed"
-        record["curves"] = {"relearning": curve}
+        after = unlearn(cfg, method, run, monitor, record.passes.loops, timings)
+        losses["after_unlearning"] = after or dict(losses["initial"])  # no loops: untouched
+        suite = relearn(cfg, run, objective, tracker, monitor.passes, timings)
+        losses["after_relearning"] = score(record, suite, objective)
     except TrialRejected as rejected:
-        record["status"] = "rejected"
-        record["rejection"] = {
-            "reason": rejected.reason,
-            "passes": rejected.passes_done,
-            "losses": rejected.losses,
-        }
-    record["passes"]["unlearning_done"] = monitor.passes
-    record["passes"]["paused_loops"] = monitor.paused_loops
-    if initial_scores:
-        record["evaluations"] = objective.history  # [passes, {task/metric: value}]
-    record.setdefault("curves", {})["unlearning"] = [
-        [passes, v["forget_loss"], v["retain_loss"]] for passes, v in monitor.history
-    ]
-    record["retain_loss_limit"] = monitor.retain_limit
-    record["losses"] = losses
-    model = params = None  # free the trial model before the baseline loads another
+        reject(record, rejected)
+    close(record, monitor, losses, objective.history if initial_scores else None)
+    run.release_model()
 
     if cfg.compare_baseline and cfg.method.algorithm != "baseline":
         with timed(timings, "baseline_s"):
-            record["baseline"] = run_baseline(
-                cfg, data, device, dtype, tracker, objective, tokenizer
+            record.baseline = run_baseline(
+                cfg, run.data, run.device, run.dtype, tracker, objective, run.tokenizer
             )
-    record["timings"] = account_timings({}, timings, wall_start)
-    summary = {"objective": record["objective"], "status": record["status"]}
-    if record.get("baseline"):
-        summary["baseline_objective"] = record["baseline"]["objective"]
-    tracker.summary(summary)
-    return record
+    record.timings = account_timings({}, timings, started_at)
+    tracker.summary(summary_of(record))
+    return record.to_json()

@@ -22,7 +22,7 @@ from mudman.models.loading import load_model_and_tokenizer
 from mudman.models.tiny import byte_tokenizer, tiny_llama
 from mudman.results import format_table
 from mudman.sweeping.fingerprint import differences, experiment_of, fingerprint
-from mudman.sweeping.hydra_sweep import trial_attrs
+from mudman.sweeping.outcomes import trial_attrs
 from mudman.trial import baseline_key, run_trial, set_seed
 from tests.conftest import batch_recorder
 from tests.method_helpers import make_data

@@ -294,7 +294,7 @@ def test_multi_objective_study_keeps_both_values_and_a_pareto_front(tmp_path):
 
 
 def test_sweeper_direction_must_agree_with_the_objective(compose):
-    from mudman.sweeping.hydra_sweep import study_directions
+    from mudman.sweeping.validation import study_directions
 
     cfg = OmegaConf.create(
         {

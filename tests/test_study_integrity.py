@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from mudman.errors import ConfigError
 from mudman.report.stats import study_stats
 from mudman.sweeping.fingerprint import experiment_of, fingerprint
-from mudman.sweeping.hydra_sweep import seeded_samplers
+from mudman.sweeping.plan import seeded_samplers
 from mudman.sweeping.runner import StudySpec, TrialOutcome, open_study, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage

@@ -17,10 +17,11 @@ import pytest
 from optuna.trial import TrialState
 
 from mudman.errors import ConfigError
-from mudman.sweeping.hydra_sweep import split_arguments, worker_environment
+from mudman.sweeping.grid import split_arguments
 from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage, mask_url
+from mudman.sweeping.workers import worker_environment
 
 from .conftest import REPO, tiny_sweep_command
 

@@ -9,7 +9,10 @@ import pytest
 
 from mudman.cli import run
 from mudman.errors import ConfigError
+from mudman.record import TrialRecord, schema_markdown
 from mudman.trial import run_trial
+
+from .conftest import REPO
 
 
 def test_trial_completes_and_reports_every_phase(compose):
@@ -137,3 +140,43 @@ def test_target_modules_regex_override(compose):
         "model.layers.0.mlp.gate_proj.weight",
         "model.layers.0.mlp.up_proj.weight",
     ]
+
+
+def test_a_record_reads_back_whole_with_older_and_unknown_keys(compose):
+    record = run_trial(compose("compare_baseline=true"))
+    typed = TrialRecord.from_json(record)
+    assert typed.to_json() == record and list(typed.to_json()) == list(record)
+    assert typed.passes.unlearning_done == 30 and typed.rejection is None
+    older = {"status": "completed", "objective": 2.5, "losses": {}, "renamed_since": [1]}
+    again = TrialRecord.from_json(older)
+    assert again.objective == 2.5 and again.attacks is None and again.baseline_objective is None
+    assert again.to_json()["renamed_since"] == [1]
+    stored = TrialRecord.from_attrs(typed.optuna_attrs(run_dir=None))  # what a study keeps
+    assert stored.baseline_objective == record["baseline"]["objective"]
+    assert stored.objectives == record["objectives"] and stored.passes == typed.passes
+    assert stored.attack_values == typed.attack_values and stored.curves is None
+    with pytest.raises(ValueError, match="not a JSON object"):
+        TrialRecord.from_json([record])
+
+
+def test_docs_trial_md_documents_every_record_field_and_every_step():
+    """docs/trial.md's schema tables are the dataclasses' (a field added to the record but not
+    documented there fails here), and it names every step ``run_trial`` calls."""
+    import ast
+    import inspect
+
+    import mudman.trial as trial_module
+
+    text = (REPO / "docs" / "trial.md").read_text()
+    start = text.index("\n", text.index("<!-- schema:start")) + 1
+    tables = text[start : text.index("<!-- schema:end -->")]
+    assert tables == schema_markdown(), "regenerate the tables: python -m mudman.record"
+    calls = ast.walk(ast.parse(inspect.getsource(trial_module.run_trial)))
+    called = {c.func.id for c in calls if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+    steps = [
+        n
+        for n in called
+        if getattr(getattr(trial_module, n, None), "__module__", "") == "mudman.trial"
+    ]
+    assert len(steps) >= 10
+    assert [s for s in sorted(steps) if f"`{s}`" not in text] == []

@@ -116,7 +116,7 @@ def test_official_forms_run_a_study_with_those_distributions(tmp_path, text_file
 
 
 def test_categorical_official_param_is_one_study_not_a_grid():
-    from mudman.sweeping.hydra_sweep import split_arguments
+    from mudman.sweeping.grid import split_arguments
     from mudman.sweeping.space import parse_space
 
     args = rewrite_params_arguments(["hydra.sweeper.params.method.masking=true,false"])

@@ -26,11 +26,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mudman.compare.ladder import Ladder
 from mudman.compare.plan import CompareSettings, Job
 from mudman.errors import ConfigError
+from mudman.record import Rejection, TrialRecord
 from mudman.results import write_json_atomic
 
 log = logging.getLogger("mudman.compare")
@@ -137,7 +137,7 @@ class TrialLauncher:
         if not results.exists():
             return None
         try:
-            record = json.loads(results.read_text())
+            record = TrialRecord.read(results)
             recorded = json.loads(stamp.read_text())["fingerprint"]
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(
@@ -182,7 +182,7 @@ class TrialLauncher:
         seconds = time.perf_counter() - start
         results = run_dir / "results.json"
         if code == 0 and results.exists():
-            return outcome_of(job, json.loads(results.read_text()), run_dir, reused=False)
+            return outcome_of(job, TrialRecord.read(results), run_dir, reused=False)
         lines = (run_dir / "trial.log").read_text(errors="replace").strip().splitlines()
         lines = [line for line in lines if line.strip() and "HYDRA_FULL_ERROR" not in line]
         detail = f"exit code {code}: {lines[-1] if lines else 'no output'}"
@@ -208,14 +208,16 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def outcome_of(job: Job, record: dict[str, Any], run_dir: Path, reused: bool) -> TrialRun:
-    status = str(record.get("status"))
-    value = record.get("objective") if status == "completed" else None
+def outcome_of(job: Job, record: TrialRecord, run_dir: Path, reused: bool) -> TrialRun:
+    status = str(record.status)
+    value = record.objective if status == "completed" else None
     detail = ""
     if status == "rejected":
-        rejection = record.get("rejection") or {}
-        detail = f"{rejection.get('reason', '?')} after {rejection.get('passes', '?')} passes"
-    seconds = float((record.get("timings") or {}).get("total_s") or 0.0)
+        rejection = record.rejection or Rejection()
+        reason = "?" if rejection.reason is None else rejection.reason
+        passes = "?" if rejection.passes is None else rejection.passes
+        detail = f"{reason} after {passes} passes"
+    seconds = float((record.timings or {}).get("total_s") or 0.0)
     return TrialRun(job, status, value, seconds, reused, run_dir, detail)
 
 

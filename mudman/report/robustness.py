@@ -13,13 +13,13 @@ recursively), picks per method its best completed trial or its last N, and draws
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mudman.record import TrialRecord
 from mudman.report.stats import mean_sem
 
 
@@ -28,11 +28,11 @@ class Picked:
     """One trial chosen for the figures."""
 
     path: Path
-    record: dict[str, Any]
+    record: TrialRecord
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.record.get("config") or {}
+        return self.record.config or {}
 
     @property
     def method(self) -> str:
@@ -40,7 +40,7 @@ class Picked:
 
     @property
     def direction(self) -> str:
-        return str(self.record.get("direction") or "maximize")
+        return str(self.record.direction or "maximize")
 
     @property
     def name(self) -> str:
@@ -48,11 +48,11 @@ class Picked:
 
     @property
     def attacks(self) -> list[dict[str, Any]]:
-        return self.record.get("attacks") or []
+        return self.record.attacks or []
 
     @property
     def baseline_attacks(self) -> dict[str, dict[str, Any]]:
-        base = self.record.get("baseline") or {}
+        base = self.record.baseline or {}
         return {a["label"]: a for a in base.get("attacks") or []}
 
 
@@ -85,11 +85,11 @@ def pick_trials(paths: list[Path], pick: str = "best", last_n: int = 1) -> list[
     by_method: dict[str, list[Picked]] = {}
     for path in find_results(paths):
         try:
-            record = json.loads(path.read_text())
+            record = TrialRecord.read(path)
         except (OSError, ValueError):
             continue
         item = Picked(path, record)
-        if record.get("status") != "completed" or not item.attacks:
+        if record.status != "completed" or not item.attacks:
             continue
         by_method.setdefault(item.method, []).append(item)
     chosen: list[Picked] = []
@@ -97,7 +97,7 @@ def pick_trials(paths: list[Path], pick: str = "best", last_n: int = 1) -> list[
         items = sorted(by_method[method], key=_order)
         if pick == "best":
             better = max if items[0].direction == "maximize" else min
-            chosen.append(better(items, key=lambda i: i.record["objective"]))
+            chosen.append(better(items, key=lambda i: i.record.objective))
         else:
             chosen.extend(items[-last_n:])
     return chosen
@@ -285,7 +285,7 @@ def robustness_table(chosen: list[Picked]) -> str:
             base = item.baseline_attacks.get(attack["label"])
             base_value = base.get("value") if base else None
             g = gain(attack.get("value"), base_value, item.direction)
-            worst = "yes" if attack["label"] == item.record.get("worst_attack") else ""
+            worst = "yes" if attack["label"] == item.record.worst_attack else ""
             lines.append(
                 f"| {item.method} | {item.name} | {attack['label']} | {fmt(attack.get('value'))} "
                 f"| {fmt(base_value)} | {'-' if g is None else f'{g:+.4f}'} | {worst} |"

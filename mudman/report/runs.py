@@ -8,18 +8,19 @@ differ between runs, then what each run measured.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from mudman.record import TrialRecord
 
 
 @dataclass
 class RunRow:
     run_dir: Path
     overrides: dict[str, str]
-    record: dict
+    record: TrialRecord
 
 
 def _overrides(run_dir: Path) -> dict[str, str]:
@@ -35,8 +36,8 @@ def read_runs(root: Path) -> list[RunRow]:
     rows = []
     for path in sorted(root.rglob("results.json")):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = TrialRecord.read(path)
+        except (OSError, ValueError):  # unreadable, or not a JSON object
             continue
         rows.append(RunRow(path.parent, _overrides(path.parent), record))
     return rows
@@ -68,17 +69,17 @@ def runs_table(rows: list[RunRow]) -> str:
     lines = ["| " + " | ".join([*head, "seconds"]) + " |", "|" + "---|" * (len(head) + 1)]
     for r in rows:
         rec = r.record
-        after = (rec.get("losses") or {}).get("after_unlearning") or {}
-        status = rec.get("status", "-")
+        after = (rec.losses or {}).get("after_unlearning") or {}
+        status = rec.status or "-"
         if status == "rejected":
-            status = f"rejected ({(rec.get('rejection') or {}).get('reason', '?')})"
+            status = f"rejected ({(rec.rejection and rec.rejection.reason) or '?'})"
         cells = [r.overrides.get(k, "-") for k in varying] + [
             status,
-            _fmt(rec.get("objective")),
-            _fmt((rec.get("baseline") or {}).get("objective")),
+            _fmt(rec.objective),
+            _fmt(rec.baseline_objective),
             _fmt(after.get("forget_loss")),
             _fmt(after.get("retain_loss")),
-            _fmt((rec.get("timings") or {}).get("total_s")),
+            _fmt((rec.timings or {}).get("total_s")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from mudman.record import TrialRecord
+
 
 @dataclass
 class StudyStats:
@@ -116,11 +118,11 @@ def study_stats(study: optuna.Study, last_n: int = 30) -> StudyStats:
             {"number": t.number, "values": list(t.values), "params": dict(t.params)}
             for t in sorted(study.best_trials, key=lambda t: t.values[0])
         ]
-    names = (complete[0].user_attrs.get("objectives") or {}) if complete else {}
-    baselines = [t.user_attrs.get("baseline_objective") for t in complete]
+    names = (TrialRecord.from_attrs(complete[0].user_attrs).objectives or {}) if complete else {}
+    baselines = [TrialRecord.from_attrs(t.user_attrs).baseline_objective for t in complete]
     baselines = [b for b in baselines if b is not None]
     recorded = [
-        t.user_attrs.get("baseline_objective")
+        TrialRecord.from_attrs(t.user_attrs).baseline_objective
         for t in by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED]
     ]
     return StudyStats(

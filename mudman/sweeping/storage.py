@@ -19,9 +19,15 @@ from pathlib import Path
 import optuna
 
 from mudman.errors import ConfigError
-from mudman.redaction import mask_url, redact_text
+from mudman.redaction import mask_url, redact_text, url_password
 
-__all__ = ["check_sqlite_database", "make_storage", "mask_url", "study_lock"]
+__all__ = [
+    "check_sqlite_database",
+    "make_storage",
+    "mask_url",
+    "refuse_literal_password",
+    "study_lock",
+]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
@@ -203,3 +209,16 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def refuse_literal_password(raw_url: object) -> None:
+    """A password typed into the storage URL would be saved by Hydra in every trial's
+    ``.hydra/hydra.yaml``; only the environment variable keeps it out of files. ``raw_url``
+    is ``hydra.sweeper.storage`` before interpolation."""
+    if isinstance(raw_url, str) and url_password(raw_url):
+        raise ConfigError(
+            f"hydra.sweeper.storage={mask_url(raw_url)!r} holds a password in the config or on "
+            "the command line, which Hydra records in every trial's .hydra/hydra.yaml; "
+            "allowed: the URL in the environment (MUDMAN_OPTUNA_STORAGE=postgresql://...), "
+            "or a URL without password plus PGPASSWORD or ~/.pgpass"
+        )

@@ -8,6 +8,7 @@ command to run next. With ``n_jobs > 1`` the parent process polls the storage an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -177,3 +178,34 @@ def watch_progress(
         while time.monotonic() < deadline and not finished():
             time.sleep(min(0.5, interval))
     poll()
+
+
+def write_optimization_results(study: Any, sweep_dir: Path) -> None:
+    """``optimization_results.<study>.yaml`` in the sweep dir: the best value and parameters
+    (or the Pareto front of a multi-objective study), as Hydra's Optuna sweeper writes them."""
+    from omegaconf import OmegaConf
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"study_name": study.study_name}
+    if len(study.directions) > 1:
+        results["pareto_front"] = [
+            {"number": t.number, "values": t.values, "params": t.params} for t in study.best_trials
+        ]
+    else:
+        try:
+            results.update(best_value=study.best_value, best_params=study.best_params)
+        except ValueError:
+            results["best_value"] = None  # no completed trial yet
+    path = sweep_dir / f"optimization_results.{study.study_name}.yaml"
+    OmegaConf.save(OmegaConf.create(results), path)
+
+
+def summarize_from_storage(url: str, names: Sequence[str], sweep_dir: Path) -> None:
+    """After the workers: the parent's own optimization_results.<study>.yaml and summary,
+    read from the storage."""
+    import optuna
+
+    for name in names:
+        with contextlib.suppress(KeyError):  # a study no worker created
+            write_optimization_results(optuna.load_study(study_name=name, storage=url), sweep_dir)
+    log_summary(load_states(url, names), url, sweep_dir)

@@ -104,3 +104,19 @@ def check_space_size(n_trials: int, space: dict[str, Any]) -> None:
             f"distinct parameter sets and no set is evaluated twice; allowed: n_trials <= {size},"
             " or a wider search space"
         )
+
+
+def study_directions(cell_cfg: Any) -> list[str]:
+    """The objective's directions; ``hydra.sweeper.direction``, if set, must agree with them."""
+    from mudman.objectives import build_objective
+
+    directions = build_objective(cell_cfg.objective).directions
+    wanted = cell_cfg.hydra.sweeper.get("direction")
+    if wanted is not None:
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        if wanted != directions:
+            raise ConfigError(
+                f"hydra.sweeper.direction={wanted} contradicts objective={cell_cfg.objective.name}"
+                f", which optimizes {directions}; leave hydra.sweeper.direction null"
+            )
+    return directions
