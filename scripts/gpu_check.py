@@ -9,7 +9,7 @@ Run it from the repository root: it uses the test suite's Listing 1 oracle (``te
 Checks, each PASS or FAIL (exit code 1 if any fails):
 - ``loop == oracle``: the MUDMAN method on the device, float32 with TF32 off, for 5 loops on a
   tiny Llama, against the CPU transcription of the paper's Listing 1
-  (``tests/test_mudman_algorithm.py::listing_one``); and on a tiny GPT-NeoX (its own target
+  (``tests/methods/mudman/test_loop.py::listing_one``); and on a tiny GPT-NeoX (its own target
   modules) against the same method on the CPU. The targeted weights must agree to 1e-5.
 - ``bf16 update``: the same loops in bfloat16 on the device on a Llama-shaped model. The
   update (weights after - before) must be finite and within ``BF16_MAX_REL_ERROR`` of the
@@ -49,7 +49,7 @@ def _method_on(model, device: torch.device, dtype: torch.dtype, data, targets=("
     """Run the real MUDMAN method (the test's config) for 5 loops on ``device``/``dtype``."""
     from mudman.methods import build_method
     from tests.method_helpers import never_reject, prepare
-    from tests.test_mudman_algorithm import method_cfg
+    from tests.methods.mudman.test_loop import method_cfg
 
     model = model.to(device=device, dtype=dtype)
     moved = dataclasses.replace(  # the batch lists on the device; other fields as they are
@@ -85,7 +85,7 @@ def check_loop_equals_oracle(device: torch.device) -> list[dict]:
     target modules): the method on the device == the method on the CPU."""
     from mudman.models.tiny import tiny_gpt_neox, tiny_llama
     from tests.method_helpers import make_data
-    from tests.test_mudman_algorithm import listing_one, method_cfg
+    from tests.methods.mudman.test_loop import listing_one, method_cfg
 
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 on the GPU for this check

@@ -33,7 +33,8 @@ def prepare(model, targets=("gate_proj",)):
 
 class MudmanOptions:
     """The per-tensor hooks the loop had before the speed work (``previous_unlearn`` in
-    test_speed_loop.py calls them), built from today's pieces of each appendix variant."""
+    tests/methods/mudman/test_speed_equality.py calls them), built from today's pieces of each
+    appendix variant."""
 
     def __init__(self, c, base: dict) -> None:
         from mudman.methods.mudman.adversaries import build_adversaries

@@ -3,7 +3,7 @@ full or unwritable disks, broken W&B, memory over a long sweep, pickle weights, 
 
 Each test injects the fault itself (offline, tiny models, no root tricks) and checks the
 outcome docs/reliability.md gives for it. Worker kills on shared studies live in
-tests/test_sweeping.py and tests/test_sweeping_postgres.py.
+tests/sweeping/test_sweeper.py and tests/sweeping/test_postgres.py.
 """
 
 from __future__ import annotations

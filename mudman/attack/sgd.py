@@ -1,7 +1,7 @@
 """``attack=sgd`` (the default): the paper's fixed relearning attack, plain SGD on every
 parameter at ``lr`` (the model's ``relearn_lr``), optionally alternating forget and retain steps
 (``alternate_retain``, the WMDP study). Its numbers equal the original relearning loop's
-bitwise (tests/test_attacks.py)."""
+bitwise (tests/attack/test_attacks.py)."""
 
 from __future__ import annotations
 

@@ -19,9 +19,8 @@ import pytest
 from optuna.trial import TrialState
 
 from mudman.sweeping.storage import make_storage
-
-from .conftest import REPO, tiny_jsonl_args
-from .test_sweeping import _worker, assert_study_intact, run_with_random_kills
+from tests.conftest import REPO, tiny_jsonl_args
+from tests.sweeping.test_sweeper import _worker, assert_study_intact, run_with_random_kills
 
 PG_BIN = (
     next(

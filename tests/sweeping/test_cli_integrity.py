@@ -1,5 +1,5 @@
 """Issue 12 item 6 through the real CLI: Ctrl-C exits 130 in one line with the running trial
-marked for an immediate redo. (Items 1 and 3 through the CLI: tests/test_sweeping.py::
+marked for an immediate redo. (Items 1 and 3 through the CLI: tests/sweeping/test_sweeper.py::
 test_killed_sweep_resumes_with_exact_total.)"""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from .test_sweeping import _sweep
+from tests.sweeping.test_sweeper import _sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NAME = "jsonl-tiny-llama-mudman"

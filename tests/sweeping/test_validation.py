@@ -18,8 +18,7 @@ from mudman.sweeping.validation import (
     check_trial_count,
     study_name_for,
 )
-
-from .conftest import REPO, tiny_sweep_command
+from tests.conftest import REPO, tiny_sweep_command
 
 GOOD = {
     "n_trials": 20,

@@ -11,8 +11,7 @@ from mudman.methods import build_method
 from mudman.methods.cir import Recorder, mlp_modules
 from mudman.methods.components.collapse import principal_basis, rebuilt_weight_grad
 from mudman.models.tiny import tiny_llama
-
-from .method_helpers import make_data, never_reject, prepare
+from tests.method_helpers import make_data, never_reject, prepare
 
 
 def cir_cfg(compose, *overrides):

@@ -13,8 +13,7 @@ from mudman.config import validate_config
 from mudman.report.__main__ import main as report_main
 from mudman.report.stats import mean_sem, study_stats
 from mudman.sweeping.space import parse_space
-
-from .conftest import CONF
+from tests.conftest import CONF
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -16,8 +16,7 @@ from mudman.methods.components.representations import (
     relu_cosine,
 )
 from mudman.models.tiny import tiny_llama
-
-from .method_helpers import make_data, never_reject, prepare
+from tests.method_helpers import make_data, never_reject, prepare
 
 
 def count_passes(model) -> dict[str, int]:

@@ -17,8 +17,7 @@ import pytest
 from mudman.errors import ConfigError
 from mudman.report.__main__ import main as report_main
 from mudman.sweeping.storage import check_sqlite_database, make_storage
-
-from .conftest import REPO, tiny_sweep_command
+from tests.conftest import REPO, tiny_sweep_command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

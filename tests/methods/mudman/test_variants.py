@@ -19,8 +19,7 @@ from mudman.methods.mudman.variants import (
     signed_disruption,
 )
 from mudman.models.tiny import tiny_llama
-
-from .method_helpers import make_data, never_reject, prepare
+from tests.method_helpers import make_data, never_reject, prepare
 
 
 def method(compose, name: str = "mudman", *overrides: str):

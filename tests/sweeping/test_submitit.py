@@ -18,9 +18,8 @@ from optuna.trial import TrialState
 
 from mudman.errors import ConfigError
 from mudman.sweeping.submitit_workers import executor_arguments, worker_command
-
-from .conftest import REPO, tiny_sweep_command
-from .test_sweeping_postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
+from tests.conftest import REPO, tiny_sweep_command
+from tests.sweeping.test_postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 

@@ -14,8 +14,8 @@ from mudman.methods.monitor import PassMonitor
 from mudman.methods.mudman import unlearning_direction_
 from mudman.models.targets import select_target_params
 from mudman.models.tiny import tiny_gpt_neox, tiny_llama
-
-from .method_helpers import make_data, never_reject, prepare
+from tests.conftest import REPO
+from tests.method_helpers import make_data, never_reject, prepare
 
 BASE_METHOD = dict(
     name="mudman",
@@ -241,13 +241,12 @@ def test_monitor_evaluates_every_k_passes_across_loop_boundaries():
 def test_docs_show_the_loop_as_it_is_in_the_code():
     """docs/methods.md prints ``Mudman.unlearn``'s loop beside Listing 1: it must not drift."""
     import inspect
-    import pathlib
     import re
     import textwrap
 
     from mudman.methods.mudman import Mudman
 
-    page = (pathlib.Path(__file__).parent.parent / "docs" / "methods.md").read_text()
+    page = (REPO / "docs" / "methods.md").read_text()
     shown = re.search(r"```python\n(for loop_num in range\(n_loops\):\n.*?)```", page, re.S)
     assert shown, "docs/methods.md lost its copy of the loop"
     source = textwrap.dedent(inspect.getsource(Mudman.unlearn))

@@ -9,8 +9,7 @@ from omegaconf import OmegaConf
 
 from mudman.tracking import NullTracker, build_tracker
 from mudman.trial import run_trial
-
-from .conftest import WANDB_CFG
+from tests.conftest import WANDB_CFG
 
 
 def test_offline_wandb_run_is_written_under_the_run_dir(tmp_path, monkeypatch):

@@ -14,8 +14,7 @@ from mudman.methods.components.representations import (
     mean_squared_l2,
 )
 from mudman.models.tiny import tiny_llama
-
-from .method_helpers import make_data, prepare
+from tests.method_helpers import make_data, prepare
 
 # two layers, one sequence of two tokens, hidden size 2
 ORIGINAL = [torch.tensor([[[3.0, 4.0], [1.0, 0.0]]]), torch.tensor([[[0.0, 2.0], [2.0, 0.0]]])]

@@ -22,8 +22,7 @@ from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage, mask_url
 from mudman.sweeping.workers import worker_environment
-
-from .conftest import REPO, tiny_sweep_command
+from tests.conftest import REPO, tiny_sweep_command
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 VALID = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -22,8 +22,7 @@ from mudman.evaluation.evaluator import MultipleChoiceEvaluator
 from mudman.evaluation.prompts import continuations
 from mudman.evaluation.questions import MultipleChoiceTask, Question
 from mudman.models.tiny import byte_tokenizer
-
-from .mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama
+from tests.mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama
 
 lm_eval = pytest.importorskip(
     "lm_eval", reason="lm-eval is not installed (pip install -e '.[dev]' installs it)"

@@ -27,9 +27,8 @@ from mudman.evaluation.prompts import continuations, format_prompt
 from mudman.evaluation.questions import SCORINGS, MultipleChoiceTask, Question
 from mudman.evaluation.tasks import load_task, subsample
 from mudman.models.tiny import byte_tokenizer, tiny_gpt_neox
-
-from .conftest import CONF
-from .mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama, small_task
+from tests.conftest import CONF
+from tests.mc_helpers import LETTER_VOCAB, QUESTIONS, letter_tokenizer, sharp_tiny_llama, small_task
 
 MMLU_DESCRIPTION = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 BIO_DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"

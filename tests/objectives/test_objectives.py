@@ -23,9 +23,8 @@ from mudman.objectives import mc_accuracy as mc_module
 from mudman.sweeping.runner import StudySpec, TrialOutcome, run_study
 from mudman.sweeping.space import parse_space
 from mudman.sweeping.storage import make_storage
-
-from .conftest import batch_recorder
-from .method_helpers import make_data, prepare
+from tests.conftest import batch_recorder
+from tests.method_helpers import make_data, prepare
 
 
 # ------------------------------------------------------------------ monitor: probes and pause
@@ -448,7 +447,7 @@ def test_multi_objective_trial_records_both_values(compose, tmp_path):
 
 
 def test_multi_objective_hydra_sweep_end_to_end(tmp_path, text_files):
-    from .test_sweeping import _sweep
+    from tests.sweeping.test_sweeper import _sweep
 
     questions = _questions(tmp_path / "questions.jsonl")
     proc = _sweep(

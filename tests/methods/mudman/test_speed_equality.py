@@ -12,7 +12,7 @@ from mudman.methods.base import batch_pairs
 from mudman.methods.mudman import Mudman, global_norm, mask_disagreeing_, normalize_, use_weights
 from mudman.models.tiny import tiny_llama
 from tests.method_helpers import MudmanOptions, locate_passes, never_reject, prepare
-from tests.test_mudman_algorithm import make_data, method_cfg, run_method
+from tests.methods.mudman.test_loop import make_data, method_cfg, run_method
 
 
 def previous_unlearn(method, model, params, data, n_loops, monitor) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -13,9 +11,10 @@ from mudman.errors import ConfigError
 from mudman.models.loading import set_tf32
 from mudman.models.tiny import tiny_llama
 from mudman.trial import baseline_key, run_trial
+from tests.conftest import CONF
 from tests.method_helpers import make_data, never_reject, prepare
 
-METHODS = sorted(p.stem for p in (Path(__file__).parent.parent / "conf" / "method").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 
 
 def test_trials_in_one_process_reuse_the_device_batches_with_identical_results(compose):
