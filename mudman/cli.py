@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mudman.assets import MissingAssetError
-from mudman.config import CONF_DIR
+from mudman.defaults import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman")

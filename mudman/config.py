@@ -1,26 +1,22 @@
-"""Where the config lives (``CONF_DIR``) and the checks on the composed config that must pass
-before any model or dataset is loaded.
+"""The checks on the composed config that must pass before any model or dataset is loaded.
 
 Every message names the key, the offending value and what is allowed. The components whose
-checks :func:`validate_config` calls are imported inside it: the entry points import this
-module for ``CONF_DIR`` when Hydra starts, which must not wait for torch.
+checks :func:`validate_config` calls are imported inside it, so importing this module (as the
+entry points do when Hydra starts) does not wait for torch. Where the config lives and how its
+YAML serves as defaults: mudman/defaults.py.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.defaults import check_types, fits_kind, kind_of
 from mudman.errors import ConfigError
 
 if TYPE_CHECKING:
     from mudman.methods import UnlearningMethod
-
-# The config groups (conf/ in the repository checkout; the package is installed editable).
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
@@ -42,61 +38,6 @@ def _select(cfg: DictConfig, dotted: str):
     for part in dotted.split("."):
         node = node.get(part) if node is not None else None
     return node
-
-
-@cache
-def _group_defaults(group: str, name: str) -> dict[str, Any]:
-    """A config group option's own YAML, merged over the options it lists in ``defaults``."""
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        return {}
-    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    merged: dict[str, Any] = {}
-    for parent in node.pop("defaults", None) or []:
-        if isinstance(parent, str) and parent != "_self_":
-            merged.update(_group_defaults(group, parent))
-    merged.update(node)
-    return merged
-
-
-def _kind(value: Any) -> str | None:
-    """The type family a shipped default stands for (``None``: anything goes)."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return None  # strings and nulls: each method checks those values itself
-
-
-def _fits(value: Any, kind: str) -> bool:
-    if kind == "true or false":
-        return isinstance(value, bool)
-    if kind == "a number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "a list":
-        return isinstance(value, (list, tuple)) or OmegaConf.is_list(value)
-    return isinstance(value, dict) or OmegaConf.is_dict(value)
-
-
-def check_types(node: DictConfig, group: str, name: str) -> None:
-    """Wrong types (``method.retain_momentum=abc``) fail with the key, value and type allowed.
-
-    The shipped YAML of the selected option is the schema: a key whose default is a number
-    takes a number, a boolean takes true/false. Options without a YAML are not checked here.
-    """
-    for key, default in _group_defaults(group, name).items():
-        kind = _kind(default)
-        if kind is None or key not in node or node.get(key) is None:
-            continue
-        value = node.get(key)
-        if not _fits(value, kind):
-            raise ConfigError(
-                f"{group}.{key}={value!r} has the wrong type; allowed: {kind} (default {default!r})"
-            )
 
 
 def validate_config(cfg: DictConfig) -> UnlearningMethod:
@@ -181,8 +122,8 @@ def check_loss_kwargs(method: DictConfig) -> None:
                 f"{key}.{name}={value!r}: unlearning_loss={loss} has no keyword argument "
                 f"{name!r}; allowed: {allowed}"
             )
-        kind = _kind(defaults[name])
-        if kind is not None and not _fits(value, kind):
+        kind = kind_of(defaults[name])
+        if kind is not None and not fits_kind(value, kind):
             raise ConfigError(
                 f"{key}.{name}={value!r} has the wrong type; allowed: {kind} "
                 f"(default {defaults[name]!r})"

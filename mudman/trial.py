@@ -16,7 +16,6 @@ objective and is not a valid sample (Optuna records it as PRUNED).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -38,6 +37,7 @@ from mudman.config import validate_config
 from mudman.console import bars_wanted
 from mudman.data.batching import TrialData
 from mudman.data.device_cache import DEVICE_DATA
+from mudman.data.digests import read_cached_json
 from mudman.errors import TrialRejected
 from mudman.evaluation.lm_loss import forget_retain_losses
 from mudman.methods import UnlearningMethod
@@ -180,22 +180,6 @@ def baseline_key(cfg: DictConfig, tokenizer: Any = None) -> str:
     if parts["device_type"] == "cuda":  # TF32 changes the numbers; CPU keys stay as they were
         parts["tf32"] = bool(cfg.get("tf32", True))
     return json_key(parts, length=20)
-
-
-def read_cached_json(path: Path) -> dict | None:
-    """A cached JSON record, or ``None`` when absent or unreadable (then warned once, rebuilt)."""
-    from mudman.data.digests import warn_corrupt
-
-    if not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict):
-            raise ValueError(f"holds a {type(record).__name__}, not an object")
-        return record
-    except (OSError, ValueError) as err:
-        warn_corrupt(path, err)
-        return None
 
 
 def run_baseline(

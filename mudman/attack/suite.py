@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from mudman.attack.base import ATTACKS, AttackRun, AttackStreams, build_attack
+from mudman.defaults import fits_kind, group_defaults, kind_of
 from mudman.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,7 @@ class AttackSpec:
 
 
 def _attack_yaml(name: str) -> dict[str, Any]:
-    from mudman.config import _group_defaults
-
-    return dict(_group_defaults("attack", name))
+    return dict(group_defaults("attack", name))
 
 
 def _resolve(cfg: DictConfig, node: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +136,6 @@ def _label(spec: AttackSpec, specs: list[AttackSpec]) -> str:
 
 def _kind_check(spec: AttackSpec) -> None:
     """Wrong types (``lr: abc``) name the key, the value and the type of the shipped default."""
-    from mudman.config import _fits, _kind
-
     defaults = _attack_yaml(spec.name)
     for key, value in spec.settings.items():
         if key not in defaults:
@@ -147,11 +144,11 @@ def _kind_check(spec: AttackSpec) -> None:
                 f"allowed: {', '.join(sorted(defaults))}"
             )
     for key, default in defaults.items():
-        kind = _kind(default)
+        kind = kind_of(default)
         value = spec.settings.get(key)
         if kind is None or value is None or key in ("lr", "alternate_retain"):
             continue  # lr and alternate_retain have their own long-standing messages
-        if not _fits(value, kind):
+        if not fits_kind(value, kind):
             raise ConfigError(
                 f"{spec.key}.{key}={value!r} has the wrong type; allowed: {kind} "
                 f"(default {default!r})"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mudman.config import CONF_DIR
+from mudman.defaults import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman.compare")

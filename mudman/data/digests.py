@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -115,3 +116,17 @@ def warn_corrupt(path: Path, err: BaseException) -> None:
     )
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def read_cached_json(path: Path) -> dict | None:
+    """A cached JSON record, or ``None`` when absent or unreadable (then warned once, rebuilt)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"holds a {type(record).__name__}, not an object")
+        return record
+    except (OSError, ValueError) as err:
+        warn_corrupt(path, err)
+        return None

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mudman.assets import MissingAssetError
-from mudman.config import CONF_DIR
+from mudman.defaults import CONF_DIR
 from mudman.errors import ConfigError
 
 log = logging.getLogger("mudman")

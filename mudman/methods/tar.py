@@ -23,12 +23,11 @@ released after it.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
+from mudman.defaults import group_defaults
 from mudman.errors import ConfigError
 from mudman.losses import cross_entropy
 from mudman.methods.base import METHODS, require
@@ -48,12 +47,9 @@ REPRESENTATION_DISTANCES = {
 }
 
 
-@cache
 def shipped_default(key: str) -> Any:
     """A key's value in conf/method/tar.yaml: the one place TAR's defaults are written."""
-    from mudman.config import CONF_DIR  # here: mudman.config imports the method registry
-
-    return OmegaConf.load(CONF_DIR / "method" / "tar.yaml")[key]
+    return group_defaults("method", "tar")[key]
 
 
 @METHODS.register("tar")

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mudman.cache_keys import cache_key, config_json
 from mudman.data.batching import tokenizer_fingerprint
+from mudman.data.digests import read_cached_json
 from mudman.errors import ConfigError, TrialRejected
 from mudman.evaluation.evaluator import MultipleChoiceEvaluator
 from mudman.evaluation.metrics import metric_names
@@ -126,8 +127,6 @@ class MultipleChoiceAccuracy(Objective):
 
     def start(self, model) -> dict[str, float]:
         """Both tasks on the untouched model: measured once, then read from the cache."""
-        from mudman.trial import read_cached_json
-
         values = read_cached_json(self.start_cache) if self.start_cache is not None else None
         if values is None:
             values = self.measure(model)

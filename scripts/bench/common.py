@@ -17,7 +17,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mudman.config import CONF_DIR
+    from mudman.defaults import CONF_DIR
 
     base = ["logger=none", "compare_baseline=false", "progress=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -141,7 +141,7 @@ def measure(shape: str, workers: int, base: dict) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one JSON line per (shape, workers), then a summary table."""
-    from mudman.config import CONF_DIR
+    from mudman.defaults import CONF_DIR
 
     parser = argparse.ArgumentParser(
         prog="python -m scripts.bench gpu", description=__doc__.splitlines()[0]

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
 
+from mudman.defaults import CONF_DIR
 from mudman.errors import ConfigError
 from mudman.losses import LOSSES
 
@@ -173,6 +174,4 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
 @cache
 def shipped_defaults() -> dict[str, Any]:
     """conf/method/mudman.yaml, the one place MUDMAN's defaults are written."""
-    from mudman.config import CONF_DIR  # here: mudman.config imports the method registry
-
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / "mudman.yaml"))
