@@ -49,9 +49,9 @@ test: venv  ## lint + the offline test suite (tiny models built in code)
 	$(BIN)/ruff check mudman tests scripts
 	$(PYTEST) $(BIN)/python -m pytest -q $(ARGS)
 
-test-fast: venv  ## lint + the tests that start no process (~1 min; `make test` runs them all)
+test-fast: venv  ## lint + the tests that start no process, on every core (`make test`: all)
 	$(BIN)/ruff check mudman tests scripts
-	$(PYTEST) $(BIN)/python -m pytest -q -m "not spawns" $(ARGS)
+	$(PYTEST) $(BIN)/python -m pytest -q -m "not spawns" -n auto $(ARGS)
 
 test-slow: venv assets-main  ## also the opt-in tests on the real SmolLM2 asset
 	$(PYTEST) $(BIN)/python -m pytest -q --run-slow $(ARGS)

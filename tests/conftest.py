@@ -1,7 +1,9 @@
 """Shared fixtures: tiny models built in code, tiny real-text data sets, composed configs.
 
 Everything here is offline and fast; tests needing the real SmolLM2 asset are marked
-``slow`` and run only with ``--run-slow`` (or ``MUDMAN_SLOW=1``).
+``slow`` and run only with ``--run-slow`` (or ``MUDMAN_SLOW=1``). Tests that start Python
+processes are marked ``spawns`` (``make test-fast`` leaves them out); a test that starts one
+without the marker fails, so the fast suite stays fast.
 """
 
 from __future__ import annotations
@@ -87,6 +89,32 @@ def batch_recorder():
             return type("Out", (), {"logits": self.embed(input_ids)})()
 
     return BatchRecorder()
+
+
+@pytest.fixture(autouse=True)
+def _spawning_needs_the_marker(request, monkeypatch):
+    """Fail a test that starts a Python process (the CLI, a worker, a script) unmarked."""
+    if request.node.get_closest_marker("spawns"):
+        return
+    import multiprocessing.process
+    import subprocess
+
+    def refuse(what: str):
+        raise AssertionError(f"{request.node.nodeid} starts {what}: mark it @pytest.mark.spawns")
+
+    popen_init = subprocess.Popen.__init__
+
+    def checked_popen(self, args, *rest, **kwargs):
+        program = str(args[0] if isinstance(args, (list, tuple)) else args).split()[0]
+        if program == sys.executable or Path(program).name.startswith("python"):
+            refuse(f"a Python process ({program})")
+        popen_init(self, args, *rest, **kwargs)
+
+    def checked_start(self):
+        refuse(f"a multiprocessing process ({self.name})")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", checked_popen)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", checked_start)
 
 
 def pytest_addoption(parser):

@@ -78,6 +78,7 @@ def _cli(*args: str, cache: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.spawns
 def test_cli_reports_bad_value_before_loading_anything(tmp_path):
     # The default model is the offline SmolLM2 asset, which this empty cache lacks: the
     # momentum error must come first (no model load attempted, no traceback).
@@ -88,6 +89,7 @@ def test_cli_reports_bad_value_before_loading_anything(tmp_path):
     assert "Traceback" not in output and "not prepared" not in output
 
 
+@pytest.mark.spawns
 def test_cli_unknown_group_option_lists_the_allowed_ones(tmp_path):
     result = _cli("model=gpt5", cache=str(tmp_path))
     assert result.returncode != 0
@@ -98,6 +100,7 @@ def test_cli_unknown_group_option_lists_the_allowed_ones(tmp_path):
     assert "no_masking" in result.stdout + result.stderr
 
 
+@pytest.mark.spawns
 def test_cli_missing_offline_asset_says_which_command_prepares_it(tmp_path):
     result = _cli("logger=none", cache=str(tmp_path))
     assert result.returncode == 2
@@ -106,6 +109,7 @@ def test_cli_missing_offline_asset_says_which_command_prepares_it(tmp_path):
     assert "Traceback" not in output
 
 
+@pytest.mark.spawns
 def test_cli_misspelled_key_is_refused(tmp_path):
     result = _cli("unlearn_pases=30", cache=str(tmp_path))
     assert result.returncode != 0

@@ -104,6 +104,7 @@ def test_time_parts_sum_to_total(compose, tmp_path, capsys):
     assert "preflight" in time_line and "initial_eval" in time_line and "total" in time_line
 
 
+@pytest.mark.spawns
 def test_a_run_into_a_file_holds_no_bar_frames_of_the_hf_libraries(
     text_files, trained_tiny_dir, tmp_path
 ):
@@ -162,6 +163,7 @@ def worker_sweep(text_files, tmp_path_factory):
     return proc, tmp
 
 
+@pytest.mark.spawns
 def test_worker_sweep_logs_progress_and_ends_with_a_summary(worker_sweep):
     proc, tmp = worker_sweep
     output = proc.stdout + proc.stderr
@@ -206,6 +208,7 @@ main()
 """
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     "args", [["--cfg", "job"], ["--help"], ["hydra/sweeper=optuna", "--cfg", "hydra"]]
 )

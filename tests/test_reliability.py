@@ -77,6 +77,7 @@ while True:  # ~1 MB records, each self-consistent: a torn write would not parse
 """
 
 
+@pytest.mark.spawns
 def test_a_killed_writer_never_leaves_a_partial_results_json(tmp_path):
     path = tmp_path / "results.json"
     rng = random.Random(0)
@@ -121,6 +122,7 @@ main()
 """
 
 
+@pytest.mark.spawns
 def test_oom_exceptions_and_non_finite_objectives_are_recorded_and_the_sweep_goes_on(
     tmp_path, text_files
 ):
@@ -229,6 +231,7 @@ def _cli(tmp_path, *args, **env):
     ],
     ids=["run-dir-under-a-file", "disk-full", "cache-dir-is-a-file", "sweep-dir-under-a-file"],
 )
+@pytest.mark.spawns
 def test_cli_refuses_bad_output_dirs_before_hydra_writes_or_a_model_loads(tmp_path, args, message):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
@@ -429,6 +432,7 @@ def test_results_and_wandb_config_hold_no_tokens(compose, tmp_path, monkeypatch)
         assert secret not in blob and "wandb_SECRET" not in blob
 
 
+@pytest.mark.spawns
 def test_storage_password_on_the_command_line_is_refused(tmp_path):
     result = _cli(
         tmp_path,
@@ -445,6 +449,7 @@ def test_storage_password_on_the_command_line_is_refused(tmp_path):
     assert not any(b"CMDLINE_SECRET" in p.read_bytes() for p in files)
 
 
+@pytest.mark.spawns
 def test_unreachable_storage_is_a_clear_error_without_the_password(tmp_path, text_files):
     result = _cli(
         tmp_path,
@@ -479,6 +484,7 @@ for number, (mask, run_dir) in enumerate(((0o022, "run022"), (0o077, "run077"), 
 """
 
 
+@pytest.mark.spawns
 def test_outputs_follow_the_umask_and_a_finished_run_is_not_overwritten(tmp_path, text_files):
     result = subprocess.run(
         [sys.executable, "-c", UMASK_RUNS, *_tiny_args(text_files)],

@@ -76,6 +76,7 @@ def test_malformed_official_params_are_clear_errors():
         rewrite_params_arguments(["hydra.sweeper.params.method.adv_lr=interval(1,"])
 
 
+@pytest.mark.spawns
 def test_official_forms_run_a_study_with_those_distributions(tmp_path, text_files):
     """End to end: ``hydra/sweeper=optuna`` plus both params forms (Hydra refused both)."""
     url = f"sqlite:///{tmp_path}/o.db"
@@ -193,6 +194,7 @@ def test_loss_kwargs_reach_the_loss(compose, monkeypatch):
 
 
 # ------------------------------------------------------------------ --help
+@pytest.mark.spawns
 def test_help_describes_the_program_groups_and_examples():
     proc = subprocess.run(
         [sys.executable, "-m", "mudman", "--help"],

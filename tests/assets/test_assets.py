@@ -364,6 +364,7 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
     assert (target / "full.txt").read_text() == "done"
 
 
+@pytest.mark.spawns
 def test_stale_temp_dirs_of_dead_processes_are_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -490,6 +491,7 @@ def test_real_text_assets_have_expected_sizes():
         assert asset_status(name) == "ok"
 
 
+@pytest.mark.spawns
 def test_import_has_no_heavy_side_effects():
     code = "import sys, mudman.assets; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -248,6 +248,7 @@ def compare_command(text_files, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.spawns
 def test_a_comparison_runs_end_to_end_resumes_and_refuses_another_experiment(text_files, tmp_path):
     run_dir = tmp_path / "cmp"
     cache = f"paths.cache_dir={tmp_path / 'cache'}"

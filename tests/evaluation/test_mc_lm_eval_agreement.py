@@ -97,6 +97,7 @@ def _lm_eval_scores(model, tokenizer, directory: Path, name: str, batch_size: in
     return loglik, metrics, prompts, conts
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(("letters", "style"), [("single-token", "mmlu"), ("multi-token", "wmdp")])
 def test_loglikelihoods_and_accuracy_agree_with_lm_eval(tmp_path, letters, style):
     if letters == "single-token":
@@ -135,6 +136,7 @@ TEXT_QUESTIONS = [
 ]
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("tokenizer_kind", ["byte", "letter-merges"])
 def test_choice_text_scoring_agrees_with_lm_eval(tmp_path, tokenizer_kind):
     if tokenizer_kind == "byte":

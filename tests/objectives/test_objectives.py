@@ -446,6 +446,7 @@ def test_multi_objective_trial_records_both_values(compose, tmp_path):
     assert list(record["objectives"].values()) == [guard_after_unlearning, record["objective"]]
 
 
+@pytest.mark.spawns
 def test_multi_objective_hydra_sweep_end_to_end(tmp_path, text_files):
     from tests.sweeping.test_sweeper import _sweep
 

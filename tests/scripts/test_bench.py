@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scripts.bench import gpu as bench_gpu
 from scripts.bench import precision as bench_precision
 from scripts.bench import sweep as bench_sweep
@@ -22,6 +24,7 @@ def _tiny(text_files, tmp_path) -> list[str]:
     ]
 
 
+@pytest.mark.spawns
 def test_bench_trial_reports_ratios(text_files, tmp_path):
     overrides = [
         *_tiny(text_files, tmp_path),
@@ -43,6 +46,7 @@ def test_bench_gpu_runs_on_cpu(capsys):
     assert '"shape": "house"' in out and "trials/h" in out
 
 
+@pytest.mark.spawns
 def test_bench_sweep_compares_worker_counts_through_the_real_sweeper(text_files, tmp_path, capsys):
     overrides = [*tiny_jsonl_args(text_files), f"paths.cache_dir={tmp_path}"]
     bench = bench_sweep

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scripts import gpu_check
 
 
+@pytest.mark.spawns
 def test_gpu_check_dry_run_prints_one_table_of_checks_and_benchmarks(capsys):
     assert gpu_check.main(["--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import signal
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.sweeping.test_sweeper import _sweep
@@ -20,6 +21,7 @@ def _study(tmp_path):
     return optuna.load_study(study_name=NAME, storage=f"sqlite:///{tmp_path}/o.db")
 
 
+@pytest.mark.spawns
 def test_ctrl_c_exits_130_in_one_line_and_the_trial_is_redone_at_once(tmp_path, text_files):
     # a grace period far longer than the test: only the interrupt path can redo the trial
     slow = ("hydra.sweeper.heartbeat_interval=60", "hydra.sweeper.grace_period=900")

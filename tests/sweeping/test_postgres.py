@@ -100,6 +100,7 @@ def postgres_url(postgres_server):
     return f"{postgres_server}/{name}"
 
 
+@pytest.mark.spawns
 def test_two_workers_share_one_postgres_study(postgres_url):
     make_storage(postgres_url, 1, 2)
     ctx = multiprocessing.get_context("spawn")
@@ -117,6 +118,7 @@ def test_two_workers_share_one_postgres_study(postgres_url):
     assert len({t.params["x"] for t in study.trials}) == 12  # distinct sampler seeds
 
 
+@pytest.mark.spawns
 def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(postgres_url, tmp_path):
     make_storage(postgres_url, 1, 3)
     killed = run_with_random_kills(postgres_url, tmp_path)
@@ -124,6 +126,7 @@ def test_four_postgres_workers_with_random_kills_lose_and_duplicate_nothing(post
     assert killed == 4 and len(orphans) >= killed  # every kill landed mid-trial
 
 
+@pytest.mark.spawns
 def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_path, text_files):
     """A password-bearing storage URL and tokens, through a real sweep with W&B offline."""
     secrets = {
@@ -190,6 +193,7 @@ def test_secrets_stay_out_of_outputs_logs_wandb_and_the_study(postgres_url, tmp_
         assert not leaked, (name, leaked)
 
 
+@pytest.mark.spawns
 def test_chaos_soak_on_postgres(postgres_url, tmp_path):
     """scripts/soak_sweeps.py on PostgreSQL, kept short for the suite (one kill mid-trial; the
     full soak: the script with --storage postgresql://...): an n_jobs=4 parent plus a

@@ -97,6 +97,7 @@ def _sweep(tmp_path, text_files, url):
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.spawns
 def test_sweeps_on_read_only_and_malformed_databases_exit_2_with_one_line(
     tmp_path, text_files, immutable_db
 ):

@@ -94,6 +94,7 @@ def _same_command(url, n_trials, out):
     out.put(True)
 
 
+@pytest.mark.spawns
 def test_two_identical_commands_at_once_never_evaluate_one_parameter_set_twice(tmp_path):
     url = f"sqlite:///{tmp_path}/o.db"
     make_storage(url, 1, 2)

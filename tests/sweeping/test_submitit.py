@@ -144,6 +144,7 @@ def _completed_by_worker(study, sweep_dir: Path) -> dict[int, list[int]]:
     return by_worker
 
 
+@pytest.mark.spawns
 def test_submitit_local_workers_fill_one_sqlite_study_exactly(tmp_path, text_files):
     storage = f"sqlite:///{tmp_path}/o.db"
     proc = _submitit_sweep(tmp_path, text_files, storage)
@@ -168,6 +169,7 @@ def test_submitit_local_workers_fill_one_sqlite_study_exactly(tmp_path, text_fil
     assert len({tuple(t.params.items()) for t in study.trials}) == 4  # distinct sampler seeds
 
 
+@pytest.mark.spawns
 def test_a_bad_launcher_key_is_one_clear_line(tmp_path, text_files):
     proc = _submitit_sweep(
         tmp_path, text_files, f"sqlite:///{tmp_path}/o.db", "hydra.launcher.tasks_per_node=2"
@@ -178,6 +180,7 @@ def test_a_bad_launcher_key_is_one_clear_line(tmp_path, text_files):
     assert "Traceback" not in output
 
 
+@pytest.mark.spawns
 def test_a_bad_trial_key_fails_in_the_parent_before_any_job_is_submitted(tmp_path, text_files):
     proc = _submitit_sweep(tmp_path, text_files, f"sqlite:///{tmp_path}/o.db", "batch_size=0")
     output = proc.communicate(timeout=120)[0]
@@ -264,6 +267,7 @@ def _assert_killed_worker_redone(proc, storage, sweep_dir: Path, n_trials: int) 
 KILL_ARGS = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3")
 
 
+@pytest.mark.spawns
 def test_a_submitit_worker_killed_mid_trial_sqlite(tmp_path, text_files):
     storage = f"sqlite:///{tmp_path}/o.db"
     proc = _submitit_sweep(tmp_path, text_files, storage, *KILL_ARGS, n_trials=4)
@@ -271,12 +275,14 @@ def test_a_submitit_worker_killed_mid_trial_sqlite(tmp_path, text_files):
     _assert_killed_worker_redone(proc, storage, tmp_path / "multirun", 4)
 
 
+@pytest.mark.spawns
 def test_a_submitit_worker_killed_mid_trial_postgres(tmp_path, text_files, postgres_url):  # noqa: F811
     proc = _submitit_sweep(tmp_path, text_files, postgres_url, *KILL_ARGS, n_trials=4)
     _kill_worker_mid_trial(proc, tmp_path / "multirun", worker=1)
     _assert_killed_worker_redone(proc, postgres_url, tmp_path / "multirun", 4)
 
 
+@pytest.mark.spawns
 def test_a_preempted_submitit_worker_is_requeued_and_resumes(tmp_path, text_files):
     """Pre-emption (submitit's USR2 to the job): the worker is stopped mid-trial, the job
     requeued, the restarted worker resumes; the orphan is redone and both workers finish."""

@@ -194,6 +194,7 @@ def _worker(url, seed, out):
     out.put(seed if study else None)
 
 
+@pytest.mark.spawns
 def test_two_workers_share_one_sqlite_study_without_losing_or_duplicating(tmp_path):
     url = f"sqlite:///{tmp_path}/o.db"
     make_storage(url, 1, 2)  # create tables once
@@ -304,6 +305,7 @@ def assert_study_intact(url, n_trials, runs):
     return orphans
 
 
+@pytest.mark.spawns
 def test_four_sqlite_workers_with_random_kills_lose_and_duplicate_nothing(tmp_path):
     url = f"sqlite:///{tmp_path}/o.db"
     make_storage(url, 1, 3)
@@ -332,6 +334,7 @@ def _sweep(tmp_path, text_files, *extra, n_trials=3):
     )
 
 
+@pytest.mark.spawns
 def test_hydra_sweep_records_results_and_provenance(tmp_path, text_files):
     proc = _sweep(tmp_path, text_files, "method=mudman,no_masking", n_trials=2)
     output = proc.communicate(timeout=300)[0]
@@ -349,6 +352,7 @@ def test_hydra_sweep_records_results_and_provenance(tmp_path, text_files):
     assert record["config"]["sweep"]["study_name"] == "jsonl-tiny-llama-no_masking"
 
 
+@pytest.mark.spawns
 def test_killed_sweep_resumes_with_exact_total(tmp_path, text_files):
     url = f"sqlite:///{tmp_path}/o.db"
     extra = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3")
@@ -404,6 +408,7 @@ def test_workers_split_the_cpu_cores_unless_the_user_set_threads(monkeypatch):
     assert worker_environment(4)["OMP_NUM_THREADS"] == "7"
 
 
+@pytest.mark.spawns
 def test_n_jobs_spawns_workers_that_fill_one_study_exactly(tmp_path, text_files):
     proc = _sweep(tmp_path, text_files, "hydra.sweeper.n_jobs=2", n_trials=4)
     output = proc.communicate(timeout=300)[0]

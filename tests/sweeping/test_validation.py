@@ -153,6 +153,7 @@ CASES = {
 }
 
 
+@pytest.mark.spawns
 def test_bad_keys_and_bad_later_grid_cells_fail_before_any_study_or_trial(tmp_path, text_files):
     procs = {}
     for case, (extra, _) in CASES.items():

@@ -12,6 +12,7 @@ from mudman.trial import run_trial
 from tests.conftest import WANDB_CFG
 
 
+@pytest.mark.spawns
 def test_offline_wandb_run_is_written_under_the_run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     tracker = build_tracker(OmegaConf.create(WANDB_CFG), {"seed": 42}, tmp_path)
