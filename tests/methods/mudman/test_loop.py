@@ -251,3 +251,29 @@ def test_docs_show_the_loop_as_it_is_in_the_code():
     assert shown, "docs/methods.md lost its copy of the loop"
     source = textwrap.dedent(inspect.getsource(Mudman.unlearn))
     assert textwrap.indent(shown.group(1), "    ") in source
+
+
+def test_docs_pointers_to_the_mudman_package_name_the_lines_they_point_at():
+    """Each ``file.py:N`` of docs/methods.md beside a named function or class lands on its
+    ``def``/``class`` line in mudman/methods/mudman/ (edits to the package move lines)."""
+    import re
+
+    package = REPO / "mudman" / "methods" / "mudman"
+    page = (REPO / "docs" / "methods.md").read_text()
+    checked = 0
+    for line in page.splitlines():
+        for cell in line.split("|"):
+            for pointer in re.finditer(r"`(\w+\.py):(\d+)`", cell):
+                source = package / pointer.group(1)
+                if not source.exists():
+                    continue
+                names = re.findall(r"`([A-Za-z_][\w.]*)`", cell[: pointer.start()])
+                names = [n.split(".")[-1] for n in names if not n.endswith(".py")]
+                if not names:
+                    continue  # a bare line number (a statement, not a definition)
+                code = source.read_text().splitlines()[int(pointer.group(2)) - 1]
+                assert any(re.match(rf"\s*(def|class) {n}\b", code) for n in names), (
+                    f"docs/methods.md: {pointer.group(0)} is {code.strip()!r}, not one of {names}"
+                )
+                checked += 1
+    assert checked >= 15
