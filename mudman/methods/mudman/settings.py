@@ -9,12 +9,11 @@ together are the table in ``COMBINATIONS``.
 
 import dataclasses
 from collections.abc import Callable
-from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mudman.defaults import CONF_DIR
+from mudman.defaults import group_defaults
 from mudman.errors import ConfigError
 from mudman.losses import LOSSES
 
@@ -66,7 +65,7 @@ class MudmanSettings:
     def from_config(cls, cfg: DictConfig, check: bool = True) -> "MudmanSettings":
         """The block's values (missing keys: the shipped defaults); ``check``: each field's type
         and range, then the combinations, fail with a ``ConfigError`` naming key and value."""
-        defaults = shipped_defaults()
+        defaults = group_defaults("method", "mudman")  # conf/method/mudman.yaml
         values = {
             f.name: cfg.get(f.name) if f.name in cfg else defaults.get(f.name)
             for f in dataclasses.fields(cls)
@@ -169,9 +168,3 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
         return
     if not ok:
         fail(f.name, value, allowed)
-
-
-@cache
-def shipped_defaults() -> dict[str, Any]:
-    """conf/method/mudman.yaml, the one place MUDMAN's defaults are written."""
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / "mudman.yaml"))
